@@ -1,0 +1,61 @@
+# The verbs a user types. Every target bootstraps what it needs (uv, the venv) when missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+VENV := .venv
+CONFIG ?= configs/local.yaml
+SCALE ?= 0.05
+DATE ?= 2015-09-18
+
+# uv: the one on PATH, else a private copy in .tools/ installed from PyPI.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: help
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(if $(findstring .tools,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+.PHONY: install
+install: java $(VENV)/.synced  ## create the venv from uv.lock
+
+.PHONY: java
+java:  ## check that Java 17+ (needed by Spark) is installed
+	@command -v java >/dev/null || { echo "Java 17 or newer is required by Spark: install OpenJDK 17 (apt-get install openjdk-17-jre-headless) and retry." >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -1); \
+	  [ "$${v:-0}" -ge 17 ] || { echo "Java 17 or newer is required by Spark, found '$$v': install OpenJDK 17 and retry." >&2; exit 1; }
+
+.PHONY: demo
+demo: install  ## generate a shop, run the nightly DAG through Airflow for DATE, print the summary
+	$(VENV)/bin/python -m jobs.tools.demo --config $(CONFIG) --scale $(SCALE) --date $(DATE)
+
+.PHONY: test
+test: install  ## run the whole test suite (unit, DAG, end to end)
+	$(VENV)/bin/pytest
+
+.PHONY: lint
+lint: install  ## ruff
+	$(VENV)/bin/ruff check .
+
+.PHONY: s3
+s3: install  ## serve the local S3 endpoint (with what the demo published) until Ctrl-C
+	$(VENV)/bin/python -m jobs.tools.s3_server --config $(CONFIG)
+
+.PHONY: mlflow-ui
+mlflow-ui: install  ## browse experiments and models at http://127.0.0.1:5000 until Ctrl-C
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(CURDIR)/.local/mlflow/mlflow.db
+
+.PHONY: clean
+clean:  ## remove generated data, the lake, MLflow and Airflow state (keeps the venv)
+	rm -rf .local

@@ -1,0 +1,88 @@
+"""
+# nightly_recs
+
+Every night, for the logical date `ds`:
+
+    ingest -> clean -> validate -> split -> train -> evaluate -> gate -> export -> summarize
+
+| task | what it does | runs as |
+|---|---|---|
+| ingest | raw shop files -> bronze events (+ quarantine) and catalog snapshot | spark-submit |
+| clean | drops crawlers and test traffic -> silver events | spark-submit |
+| validate | Great Expectations suites on silver events and catalog; Data Docs | spark-submit |
+| split | chronological train / test | spark-submit |
+| train | implicit ALS, logged and registered in MLflow as `challenger` | python |
+| evaluate | challenger vs popularity vs champion on the test window | python |
+| gate | promotes the challenger to `champion`, or is **skipped** when it is worse | python |
+| export | champion's top-N per visitor -> S3 (files, manifest, then latest.json) | python |
+| summarize | one-screen summary of the run (also the task's XCom) | python |
+
+A skipped `gate` means the run was gated: the export republishes the existing champion.
+Every task reads and writes only the partitions of its logical date, so a rerun rewrites them.
+Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import Param, dag
+
+PROJECT = Path(__file__).resolve().parents[1]
+STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
+GATED_EXIT_CODE = 99  # jobs/gate.py exits with it when the challenger is not promoted
+
+
+def _spark_stage(name: str) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=name,
+        application=str(PROJECT / "jobs" / f"{name}.py"),
+        application_args=STAGE_ARGS,
+        conn_id="spark_default",
+        name=f"nightly-recs-{name}",
+    )
+
+
+def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
+    return BashOperator(
+        task_id=name,
+        bash_command=f"python -m jobs.{name} {' '.join(STAGE_ARGS)} {extra_args}".strip(),
+        cwd=str(PROJECT),
+        **kwargs,
+    )
+
+
+@dag(
+    dag_id="nightly_recs",
+    schedule="@daily",
+    start_date=pendulum.datetime(2015, 5, 3, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["recommendations", "nightly"],
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+    },
+    params={"config": Param(str(PROJECT / "configs" / "local.yaml"), type="string")},
+    doc_md=__doc__,
+)
+def nightly_recs():
+    ingest, clean, validate, split = (_spark_stage(n) for n in ("ingest", "clean", "validate",
+                                                                  "split"))
+    train, evaluate = _python_stage("train"), _python_stage("evaluate")
+    gate = _python_stage("gate", skip_on_exit_code=GATED_EXIT_CODE)
+    export = _python_stage(
+        "export", "--run-id {{ run_id | replace(':', '') | replace('+', '') }}-{{ ti.try_number }}",
+        trigger_rule="none_failed",
+    )
+    summarize = _python_stage("summarize", trigger_rule="none_failed", do_xcom_push=True)
+    ingest >> clean >> validate >> split >> train >> evaluate >> gate >> export >> summarize
+
+
+nightly_recs()

@@ -1,0 +1,1 @@
+"""Shared core of the pipeline: config, Spark session, storage layout, schemas, metrics."""

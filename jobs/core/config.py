@@ -1,0 +1,238 @@
+"""One typed, frozen configuration for every stage.
+
+A config file is YAML; an environment overlay names its base in `extends` (resolved beside it) and
+overrides what differs, merged key by key. Environment variables override both:
+``RECS__<SECTION>__<KEY>=<yaml value>`` (for example ``RECS__EXPORT__TOP_N=20``). Unknown keys are
+errors, so a misspelt setting fails loudly instead of being silently ignored.
+
+    from jobs.core.config import load_config
+    cfg = load_config("configs/local.yaml")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobs.core.schemas import EVENT_TYPES
+
+ENV_PREFIX = "RECS__"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be loaded or is invalid; the message names the file and key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PathsConfig(_Section):
+    lake: Path
+    raw: Path
+    reports: Path
+    suites: Path
+
+
+class SparkConfig(_Section):
+    master: str = "local[*]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestConfig(_Section):
+    max_quarantine_rate: float = Field(0.01, ge=0, le=1)
+
+
+class CleanConfig(_Section):
+    max_events_per_day: int = Field(200, gt=0)
+    max_views_without_conversion: int = Field(300, gt=0)
+    test_visitor_ids: tuple[int, ...] = ()
+    test_item_ids: tuple[int, ...] = ()
+
+
+class ValidateConfig(_Section):
+    suite: str = "silver_events"
+    min_events: int = Field(100, ge=0)
+
+
+class SplitConfig(_Section):
+    test_days: int = Field(14, gt=0)
+
+
+class TrainConfig(_Section):
+    factors: int = Field(64, gt=0)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(20.0, gt=0)
+    iterations: int = Field(15, gt=0)
+    random_state: int = 42
+    num_threads: int = Field(2, ge=0)
+    event_weights: dict[str, float]
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; expected a subset of {EVENT_TYPES}")
+        if any(w < 0 for w in weights.values()):
+            raise ValueError("event weights must be >= 0")
+        return weights
+
+
+class EvaluateConfig(_Section):
+    k: tuple[int, ...] = (10, 20)
+
+    @field_validator("k")
+    @classmethod
+    def _includes_ten(cls, k: tuple[int, ...]) -> tuple[int, ...]:
+        if 10 not in k or any(v <= 0 for v in k):
+            raise ValueError("k must be positive and include 10 (the gate reads NDCG@10)")
+        return tuple(sorted(set(k)))
+
+
+class GateConfig(_Section):
+    min_lift_over_popularity: float = Field(0.10, ge=0)
+    max_regression_vs_champion: float = Field(0.02, ge=0, le=1)
+
+
+class ExportConfig(_Section):
+    top_n: int = Field(50, gt=0)
+    # Bounds each exported file: at most this many visitors' lists per file.
+    visitors_per_file: int = Field(200_000, gt=0)
+    exclude_seen_event_types: tuple[str, ...] = ("purchase",)
+
+    @field_validator("exclude_seen_event_types")
+    @classmethod
+    def _known_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(types) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; expected a subset of {EVENT_TYPES}")
+        return types
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str
+    artifact_root: Path
+    experiment: str
+    model_name: str
+
+
+class StorageConfig(_Section):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    bucket: str
+    prefix: str = ""
+
+
+class Config(_Section):
+    paths: PathsConfig
+    spark: SparkConfig
+    ingest: IngestConfig
+    clean: CleanConfig
+    validate_: ValidateConfig = Field(alias="validate")
+    split: SplitConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    gate: GateConfig
+    export: ExportConfig
+    mlflow: MlflowConfig
+    storage: StorageConfig
+    source_file: Path = Field(exclude=True)
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the resolved settings, for tagging runs and manifests."""
+        payload = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (and the bases it extends), apply ``RECS__`` overrides, validate, resolve.
+
+    Raises ConfigError naming the file and the offending key.
+    """
+    path = Path(path).resolve()
+    raw = _read_with_bases(path, seen=())
+    raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
+    root = path.parent.parent  # configs/ lives at the project root
+    try:
+        cfg = Config.model_validate({**raw, "source_file": path})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid config {path}: {problems}") from None
+    return _resolve_paths(cfg, root)
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"config {path} extends itself through {[str(p) for p in seen]}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base = _read_with_bases(path.parent / base_name, seen + (path,))
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    result = raw
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if len(keys) < 2 or not all(keys):
+            raise ConfigError(f"environment override {name} must look like RECS__SECTION__KEY")
+        value = yaml.safe_load(environ[name])
+        patch: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            patch = {key: patch}
+        result = _deep_merge(result, patch)
+    return result
+
+
+def _resolve_paths(cfg: Config, root: Path) -> Config:
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (root / p).resolve()
+
+    paths = cfg.paths.model_copy(
+        update={name: absolute(getattr(cfg.paths, name)) for name in PathsConfig.model_fields}
+    )
+    mlflow_cfg = cfg.mlflow.model_copy(
+        update={
+            "artifact_root": absolute(cfg.mlflow.artifact_root),
+            "tracking_uri": _absolute_sqlite_uri(cfg.mlflow.tracking_uri, root),
+        }
+    )
+    return cfg.model_copy(update={"paths": paths, "mlflow": mlflow_cfg})
+
+
+def _absolute_sqlite_uri(uri: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+        return uri
+    return prefix + str((root / uri[len(prefix) :]).resolve())

@@ -1,0 +1,92 @@
+"""Summarize: one screen about a nightly run, from the stage reports of its logical date.
+
+Prints rows per stage, model vs baseline metrics, the gate's decision, users with
+recommendations, the S3 URIs written and where to look next. The last line is the same summary
+as compact JSON (the Airflow task's XCom).
+
+Run alone:
+    python -m jobs.summarize --run-date 2015-09-18 --config configs/local.yaml
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from jobs.core.cli import parse_stage_args
+from jobs.core.paths import Lake
+
+STAGES = ("ingest", "clean", "validate", "split", "train", "evaluate", "gate", "export")
+
+
+def collect(lake: Lake, run_date: date) -> dict:
+    """The stage reports that exist for run_date, by stage name."""
+    return {s: lake.read_stage_report(run_date, s) for s in STAGES
+            if lake.stage_report(run_date, s).is_file()}
+
+
+def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
+    """Human-readable summary of the reports (missing stages are shown as not run)."""
+    lines = [f"nightly_recs {run_date}"]
+    ing = reports.get("ingest")
+    if ing:
+        lines.append(f"  ingest    {ing['raw_rows']:>10,} raw rows -> {ing['accepted']:,} accepted, "
+                     f"{ing['quarantined']:,} quarantined {ing['quarantine_reasons']}, "
+                     f"{ing['duplicates']:,} duplicates, {ing['after_run_date']:,} after the date")
+    cl = reports.get("clean")
+    if cl:
+        lines.append(f"  clean     {cl['rows_out']:>10,} events kept, {cl['removed_events']:,} "
+                     f"removed from {cl['removed_visitors']:,} visitors (bots, test traffic)")
+    va = reports.get("validate")
+    if va:
+        lines.append(f"  validate  {'passed' if va.get('success') else 'FAILED':>10}  "
+                     f"report: {va.get('data_docs', va.get('docs_index', '?'))}")
+    sp = reports.get("split")
+    if sp:
+        lines.append(f"  split     {sp['train']['rows']:>10,} train / {sp['test']['rows']:,} test "
+                     f"events, cutoff {sp['cutoff']}")
+    tr = reports.get("train")
+    if tr:
+        lines.append(f"  train     {tr['nnz']:>10,} interactions, {tr['visitors']:,} visitors x "
+                     f"{tr['items']:,} items, fit {tr['fit_seconds']}s -> {tr['model_uri']}")
+    ev = reports.get("evaluate")
+    if ev:
+        for name in ("challenger", "popularity", "champion"):
+            m = ev.get(name)
+            if m:
+                lines.append(f"  evaluate  {name:>10}: NDCG@10 {m['ndcg_at_10']:.4f}  "
+                             f"precision@10 {m['precision_at_10']:.4f}  "
+                             f"recall@20 {m['recall_at_20']:.4f}  ({m['users']:,} warm users)")
+    ga = reports.get("gate")
+    if ga:
+        lines.append(f"  gate      {ga['decision']:>10}: version {ga['model_version']}; "
+                     + "; ".join(ga["reasons"]))
+    ex = reports.get("export")
+    if ex:
+        lines.append(f"  export    {ex['users']:>10,} users with {ex['rows'] // max(ex['users'], 1)}"
+                     f" items each (model version {ex['model_version']}) -> {ex['uri']}")
+        lines.append(f"            latest: {ex['latest']['manifest']}")
+    missing = [s for s in STAGES if s not in reports]
+    if missing:
+        lines.append(f"  not run: {', '.join(missing)}")
+    lines.append(f"  MLflow UI: make mlflow-ui, then http://127.0.0.1:5000 (store {mlflow_uri})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_stage_args(argv, __doc__)
+    reports = collect(args.lake, args.run_date)
+    print(render(reports, args.run_date, args.cfg.mlflow.tracking_uri))
+    compact = {
+        "run_date": args.run_date.isoformat(),
+        "gate": reports.get("gate", {}).get("decision"),
+        "ndcg_at_10": reports.get("evaluate", {}).get("challenger", {}).get("ndcg_at_10"),
+        "users_exported": reports.get("export", {}).get("users"),
+        "latest": reports.get("export", {}).get("latest", {}).get("manifest"),
+    }
+    print(json.dumps(compact, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Developer tools: the local S3 endpoint and the demo runner. Not pipeline stages."""

@@ -1,0 +1,46 @@
+"""Session-wide fixtures: one local Spark session for every Spark test, and the test config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# implicit and numpy: one BLAS thread per process, or the cores are oversubscribed.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("tests")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    """The test config with every path inside tmp_path."""
+    from jobs.core.config import load_config
+
+    env = {
+        "RECS__PATHS__LAKE": str(tmp_path / "lake"),
+        "RECS__PATHS__RAW": str(tmp_path / "raw"),
+        "RECS__PATHS__REPORTS": str(tmp_path / "reports"),
+        "RECS__MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "RECS__MLFLOW__ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+    }
+    return load_config(PROJECT_ROOT / "configs" / "test.yaml", environ=env)
