@@ -78,24 +78,29 @@ def check_header(header_line: str, expected: tuple[str, ...], file_name: str) ->
         )
 
 
+def _field(fields, i: int):
+    # get() yields null past the end of a short line, where [] fails under ANSI mode.
+    return F.get(fields, F.lit(i))
+
+
 def parse_events(lines: DataFrame, until: datetime) -> ParsedEvents:
     """Parse raw CSV lines (column `value`, header removed) into bronze events and quarantine.
 
     Rows at or after `until` are dropped from both outputs (they belong to later runs).
     """
     fields = F.split(F.col("value"), ",", -1)
-    ts_ms = fields.getItem(0).try_cast("long")
-    raw_event = fields.getItem(2)
+    ts_ms = _field(fields, 0).try_cast("long")
+    raw_event = _field(fields, 2)
     event_type = F.coalesce(
         *[F.when(raw_event == raw, F.lit(ours)) for raw, ours in EVENT_NAMES.items()]
     )
-    txn = fields.getItem(4)
+    txn = _field(fields, 4)
     parsed = lines.select(
         F.col("value").alias(RAW_LINE),
         F.size(fields).alias("_n_fields"),
         F.when(ts_ms.isNotNull(), F.timestamp_millis(ts_ms)).alias(EVENT_TS),
-        fields.getItem(1).try_cast("long").alias(VISITOR_ID),
-        fields.getItem(3).try_cast("long").alias(ITEM_ID),
+        _field(fields, 1).try_cast("long").alias(VISITOR_ID),
+        _field(fields, 3).try_cast("long").alias(ITEM_ID),
         event_type.alias(EVENT_TYPE),
         F.when(txn != "", txn.try_cast("long")).alias(TRANSACTION_ID),
         (txn != "").alias("_has_txn"),

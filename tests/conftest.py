@@ -44,3 +44,38 @@ def cfg(tmp_path):
         "RECS__MLFLOW__ARTIFACT_ROOT": str(tmp_path / "artifacts"),
     }
     return load_config(PROJECT_ROOT / "configs" / "test.yaml", environ=env)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1 for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def bucket(s3_endpoint, request):
+    """A fresh bucket on the session endpoint; returns (client, StorageConfig)."""
+    from jobs.core.config import StorageConfig
+    from jobs.core.storage import s3_client
+
+    name = "t-" + request.node.name.lower().replace("_", "-")[:50]
+    storage = StorageConfig(endpoint_url=s3_endpoint, bucket=name, prefix="nightly")
+    client = s3_client(storage)
+    client.create_bucket(Bucket=name)
+    return client, storage

@@ -1,0 +1,113 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.core.config import TrainConfig
+from jobs.core.model import (
+    AlsRecommender,
+    PopularityRecommender,
+    UnknownEventTypeError,
+    build_interactions,
+    rank_by_popularity,
+    to_matrix,
+)
+from jobs.train import EmptyTrainingSetError, fit_als
+
+WEIGHTS = {"view": 1.0, "cart": 4.0, "purchase": 8.0}
+
+
+def _events(rows):
+    return pd.DataFrame(rows, columns=["visitor_id", "item_id", "event_type"])
+
+
+def test_build_interactions_sums_weights_per_visitor_and_item():
+    events = _events([(2, 10, "view"), (1, 10, "view"), (1, 10, "cart"), (1, 10, "purchase"),
+                      (1, 11, "view"), (2, 10, "view")])
+    got = build_interactions(events, WEIGHTS)
+    assert got.to_dict("records") == [
+        {"visitor_id": 1, "item_id": 10, "interaction_weight": 13.0},
+        {"visitor_id": 1, "item_id": 11, "interaction_weight": 1.0},
+        {"visitor_id": 2, "item_id": 10, "interaction_weight": 2.0},
+    ]
+
+
+def test_zero_weight_events_are_dropped_and_unknown_types_fail():
+    events = _events([(1, 10, "view"), (1, 11, "cart")])
+    assert build_interactions(events, {"view": 0.0, "cart": 1.0})["item_id"].tolist() == [11]
+    with pytest.raises(UnknownEventTypeError, match="click"):
+        build_interactions(_events([(1, 10, "click")]), WEIGHTS)
+
+
+def test_to_matrix_maps_sorted_ids():
+    inter = build_interactions(_events([(7, 30, "view"), (5, 20, "cart")]), WEIGHTS)
+    data = to_matrix(inter)
+    assert data.visitor_ids.tolist() == [5, 7]
+    assert data.item_ids.tolist() == [20, 30]
+    assert data.matrix.toarray().tolist() == [[4.0, 0.0], [0.0, 1.0]]
+
+
+def test_popularity_ranks_by_weight_then_id_and_respects_exclusions():
+    inter = build_interactions(_events([(1, 3, "view"), (2, 3, "view"), (1, 1, "cart"),
+                                        (3, 2, "view"), (4, 2, "view")]), WEIGHTS)
+    popular = rank_by_popularity(inter)
+    assert popular.tolist() == [1, 2, 3]  # 4.0, 2.0 (id 2 < 3), 2.0
+    recs = PopularityRecommender(popular).recommend(
+        np.array([1, 9]), 2, exclude=pd.DataFrame({"visitor_id": [1], "item_id": [1]}),
+        unavailable=np.array([2]))
+    assert recs[["visitor_id", "rank", "item_id"]].values.tolist() == [[1, 1, 3], [9, 1, 1],
+                                                                        [9, 2, 3]]
+
+
+@pytest.fixture(scope="module")
+def als():
+    rng = np.random.default_rng(0)
+    # Two taste groups: visitors 0-19 like items 0-9, visitors 20-39 like items 10-19.
+    rows = [(v, int(rng.integers(0, 10)) + (10 if v >= 20 else 0), "view")
+            for v in range(40) for _ in range(6)]
+    inter = build_interactions(_events(rows), WEIGHTS)
+    data = to_matrix(inter)
+    params = TrainConfig(factors=4, iterations=10, num_threads=1, random_state=1,
+                         event_weights=WEIGHTS, alpha=5.0, regularization=0.01)
+    return AlsRecommender(fit_als(data, params), data.visitor_ids, data.item_ids,
+                          rank_by_popularity(inter)), inter
+
+
+def test_als_lists_are_full_unique_and_filtered(als):
+    model, inter = als
+    bought = inter.groupby("visitor_id").head(1)[["visitor_id", "item_id"]]
+    unavailable = np.array([3, 15])
+    visitors = np.array([0, 5, 25, 1000])  # 1000 is unknown to the model: cold
+    recs = model.recommend(visitors, 12, exclude=bought, unavailable=unavailable)
+    assert recs.groupby("visitor_id").size().to_dict() == {0: 12, 5: 12, 25: 12, 1000: 12}
+    assert not recs.duplicated(["visitor_id", "item_id"]).any()
+    assert not recs["item_id"].isin(unavailable).any()
+    pairs = set(map(tuple, bought.values))
+    assert not any((v, i) in pairs for v, i in recs[["visitor_id", "item_id"]].values)
+    assert all(r == list(range(1, 13)) for r in recs.groupby("visitor_id")["rank"].apply(list))
+    assert set(recs.loc[recs["visitor_id"] == 1000, "source"]) == {"popular"}
+    # 20 items minus 2 unavailable minus 1 bought leaves 17 for ALS: the top 12 are all ALS.
+    assert set(recs.loc[recs["visitor_id"] == 0, "source"]) == {"als"}
+
+
+def test_als_learns_the_taste_groups(als):
+    model, _ = als
+    recs = model.recommend(np.array([0, 25]), 5)
+    assert recs.loc[recs["visitor_id"] == 0, "item_id"].lt(10).all()
+    assert recs.loc[recs["visitor_id"] == 25, "item_id"].ge(10).all()
+
+
+def test_als_save_load_round_trip(als, tmp_path):
+    model, _ = als
+    model.save(tmp_path / "m")
+    again = AlsRecommender.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(model.recommend(np.array([0, 25]), 5),
+                                  again.recommend(np.array([0, 25]), 5))
+
+
+def test_bad_inputs_are_named(als):
+    model, _ = als
+    with pytest.raises(ValueError, match="n must be positive"):
+        model.recommend(np.array([0]), 0)
+    empty = to_matrix(build_interactions(_events([(1, 1, "view")]), {"view": 0.0}))
+    with pytest.raises(EmptyTrainingSetError):
+        fit_als(empty, TrainConfig(event_weights=WEIGHTS))
