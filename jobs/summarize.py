@@ -40,7 +40,7 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
     va = reports.get("validate")
     if va:
         lines.append(f"  validate  {'passed' if va.get('success') else 'FAILED':>10}  "
-                     f"report: {va.get('data_docs', va.get('docs_index', '?'))}")
+                     f"report: {va['data_docs_index']}")
     sp = reports.get("split")
     if sp:
         lines.append(f"  split     {sp['train']['rows']:>10,} train / {sp['test']['rows']:,} test "

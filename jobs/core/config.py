@@ -158,9 +158,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     Raises ConfigError naming the file and the offending key.
     """
     path = Path(path).resolve()
-    raw = _read_with_bases(path, seen=())
+    raw, base_file = _read_with_bases(path, seen=())
     raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
-    root = path.parent.parent  # configs/ lives at the project root
+    # Relative paths are relative to the project root: the folder holding the configs/ folder
+    # of the root-most base, wherever the overlay itself lives.
+    root = base_file.parent.parent
     try:
         cfg = Config.model_validate({**raw, "source_file": path})
     except ValidationError as err:
@@ -171,7 +173,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     return _resolve_paths(cfg, root)
 
 
-def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], Path]:
+    """The merged settings of `path` and its bases, and the root-most base file."""
     if path in seen:
         raise ConfigError(f"config {path} extends itself through {[str(p) for p in seen]}")
     if not path.is_file():
@@ -184,9 +187,9 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"config {path} must be a mapping at the top level")
     base_name = data.pop("extends", None)
     if base_name is None:
-        return data
-    base = _read_with_bases(path.parent / base_name, seen + (path,))
-    return _deep_merge(base, data)
+        return data, path
+    base, base_file = _read_with_bases((path.parent / base_name).resolve(), seen + (path,))
+    return _deep_merge(base, data), base_file
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Properties of the synthetic shop, checked on the files as written (tiny scales, a few seconds)."""
+"""Properties of the synthetic shop, checked on the files as written (tiny scales, seconds)."""
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.generate import GeneratorConfigError, load_preference_model, main, score_items
+from jobs.generate import GeneratorConfigError, main
 
 EVENT_TYPES = {"view", "addtocart", "transaction"}
 SCALE, SEED = 0.005, 7
@@ -60,7 +61,11 @@ def _summary(shop: Path) -> dict:
 
 
 def _file_bytes(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
@@ -89,7 +94,10 @@ def test_malformed_lines_are_exactly_the_listed_ones(shop: Path) -> None:
     listed = pd.read_csv(shop / "ground_truth" / "malformed.csv")
     assert set(listed["line"]) == set(bad)
     assert set(listed["kind"]) == {
-        "bad_timestamp", "missing_visitorid", "unknown_event", "transaction_without_id",
+        "bad_timestamp",
+        "missing_visitorid",
+        "unknown_event",
+        "transaction_without_id",
         "wrong_field_count",
     }
     for line, kind in zip(listed["line"], listed["kind"], strict=True):
@@ -149,7 +157,9 @@ def test_carts_and_purchases_only_on_available_items(shop: Path) -> None:
 def test_carts_and_purchases_follow_a_view_of_the_same_item(shop: Path) -> None:
     events = _events(shop)
     first_view = events.query("event == 'view'").groupby(["visitorid", "itemid"])["timestamp"].min()
-    later = events.query("event != 'view'").join(first_view.rename("viewed"), on=["visitorid", "itemid"])
+    later = events.query("event != 'view'").join(
+        first_view.rename("viewed"), on=["visitorid", "itemid"]
+    )
     assert len(later) > 50
     assert (later["viewed"] < later["timestamp"]).all()  # NaN (never viewed) fails too
 
@@ -183,7 +193,10 @@ def test_summary_totals_match_a_count_of_the_files(shop: Path) -> None:
     malformed = pd.read_csv(shop / "ground_truth" / "malformed.csv")["kind"].value_counts()
     bots = _ids(shop, "bots.csv")
     assert summary["lines"] == len(_read_lines(shop))
-    assert summary["events"] == {**distinct["event"].value_counts().to_dict(), "total": len(distinct)}
+    assert summary["events"] == {
+        **distinct["event"].value_counts().to_dict(),
+        "total": len(distinct),
+    }
     assert summary["duplicate_lines"] == len(events) - len(distinct) > 0
     assert summary["malformed_lines"] == {**malformed.to_dict(), "total": int(malformed.sum())}
     assert summary["visitors"] == distinct["visitorid"].nunique()
@@ -242,7 +255,9 @@ def test_ids_are_sparse_and_non_negative(shop: Path) -> None:
 
 def test_visitors_are_heavy_tailed_and_some_return(shop: Path) -> None:
     events = _events(shop)
-    humans = events[~events["visitorid"].isin(_ids(shop, "bots.csv") | _ids(shop, "test_accounts.csv"))]
+    humans = events[
+        ~events["visitorid"].isin(_ids(shop, "bots.csv") | _ids(shop, "test_accounts.csv"))
+    ]
     per_visitor = humans.groupby("visitorid")["timestamp"].agg(["size", "min", "max"])
     assert 0.5 < (per_visitor["size"] == 1).mean() < 0.9
     assert per_visitor["size"].max() >= 20
@@ -252,10 +267,14 @@ def test_visitors_are_heavy_tailed_and_some_return(shop: Path) -> None:
 
 
 def test_scale_grows_traffic_linearly_and_catalog_by_square_root(tmp_path: Path) -> None:
-    small, large = _summary(_generate(tmp_path / "s", 0.002)), _summary(_generate(tmp_path / "l", 0.008))
+    small_shop, large_shop = _generate(tmp_path / "s", 0.002), _generate(tmp_path / "l", 0.008)
+    small, large = _summary(small_shop), _summary(large_shop)
     assert large["events"]["total"] / small["events"]["total"] == pytest.approx(4, rel=0.15)
     assert large["visitors"] / small["visitors"] == pytest.approx(4, rel=0.1)
     assert large["catalog_items"] / small["catalog_items"] == pytest.approx(2, rel=0.1)
+    # Test ids hang on the seed alone, so a config can list them once for every scale.
+    for name in ("test_accounts.csv", "test_items.csv"):
+        assert _ids(small_shop, name) == _ids(large_shop, name)
 
 
 def test_tiny_scale_still_gives_a_usable_shop(tmp_path: Path) -> None:
@@ -271,19 +290,49 @@ def test_custom_period_is_respected(tmp_path: Path) -> None:
     assert ts.max() < pd.Timestamp("2016-02-01", tz="UTC").value // 10**6
 
 
+def _oracle_scores(shop: Path) -> tuple[np.ndarray, pd.Series, Callable[[int], np.ndarray]]:
+    """P(item | visitor) written out from preference_model.json's formula, not the generator."""
+    truth = shop / "ground_truth"
+    spec = json.loads((truth / "preference_model.json").read_text())
+    items = pd.read_csv(truth / "model_items.csv")
+    styles = pd.read_csv(truth / "model_visitors.csv", index_col="visitorid")
+    interests = pd.read_csv(truth / "model_interests.csv").groupby("visitorid")
+    popularity, explore = items["popularity"].to_numpy(), spec["explore_share"]
+
+    def score(visitorid: int) -> np.ndarray:
+        mix = styles.loc[visitorid].to_numpy()
+        styled = mix[items["style"].to_numpy()] * popularity
+        p = explore * popularity / popularity.sum()
+        rows = interests.get_group(visitorid)
+        for categoryid, weight in zip(rows["categoryid"], rows["weight"], strict=True):
+            in_group = (items["categoryid"] == categoryid).to_numpy()
+            p[in_group] += (1 - explore) * weight * styled[in_group] / styled[in_group].sum()
+        return p
+
+    return items["itemid"].to_numpy(), items["popularity"], score
+
+
+def test_preference_model_is_a_distribution_over_the_catalog(shop: Path) -> None:
+    itemids, _, score = _oracle_scores(shop)
+    assert set(itemids) | _ids(shop, "test_items.csv") == set(_properties(shop)["itemid"])
+    styles = pd.read_csv(shop / "ground_truth" / "model_visitors.csv", index_col="visitorid")
+    assert styles.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    for visitorid in styles.index[:5]:
+        assert score(visitorid).sum() == pytest.approx(1.0)
+
+
 def test_oracle_ranks_a_returning_visitors_items_far_above_popularity(shop: Path) -> None:
-    model = load_preference_model(shop / "ground_truth")
+    itemids, popularity, score = _oracle_scores(shop)
     events = _events(shop).query("event == 'view'")
     events = events[~events["visitorid"].isin(_ids(shop, "bots.csv"))]
     per_visitor = events.groupby("visitorid")["itemid"].agg(set)
     active = per_visitor[per_visitor.map(len) >= 8]
-    popular = set(model.items["itemid"][np.argsort(-model.items["popularity"])[:100]])
+    popular = set(itemids[np.argsort(-popularity.to_numpy())[:100]])
     oracle_hits = popularity_hits = total = 0
     for visitorid, viewed in active.head(50).items():
-        scores = score_items(model, visitorid)
-        assert scores.sum() == pytest.approx(1.0)
-        top = set(model.items["itemid"][np.argsort(-scores)[:100]])
-        oracle_hits, popularity_hits = oracle_hits + len(viewed & top), popularity_hits + len(viewed & popular)
+        top = set(itemids[np.argsort(-score(visitorid))[:100]])
+        oracle_hits += len(viewed & top)
+        popularity_hits += len(viewed & popular)
         total += len(viewed)
     assert len(active) >= 20
     assert oracle_hits / total > 0.3

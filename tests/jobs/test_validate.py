@@ -126,9 +126,40 @@ def test_summarize_counts_and_names_failures_from_result_json():
         "failures": [
             {
                 "expectation": "expect_column_values_to_be_unique(item_id)",
-                "observed": "2 of 3 rows unexpected, e.g. [7, 7]",
+                "observed": "2 of 3 rows unexpected, e.g. [7]",
             }
         ],
+    }
+
+
+def test_summarize_reports_a_metric_error_as_the_observed_value():
+    failed_by_error = {
+        "success": False,
+        "expectation_config": {"type": "expect_column_values_to_be_in_set", "kwargs": {}},
+        "result": {},
+        # GX keys metric errors by metric id.
+        "exception_info": {
+            "('column_values.in_set', 'abc')": {
+                "raised_exception": True,
+                "exception_message": "Column 'event_type' does not exist",
+            }
+        },
+    }
+    results = {
+        "silver_events": {
+            "success": False,
+            "statistics": {
+                "evaluated_expectations": 1,
+                "successful_expectations": 0,
+                "unsuccessful_expectations": 1,
+            },
+            "results": [failed_by_error],
+        }
+    }
+    [failure] = summarize(results)["suites"]["silver_events"]["failures"]
+    assert failure == {
+        "expectation": "expect_column_values_to_be_in_set",
+        "observed": "error: Column 'event_type' does not exist",
     }
 
 
@@ -199,7 +230,7 @@ def _duplicated_catalog_item(events, catalog):
             _duplicated_catalog_item,
             "catalog",
             "expect_column_values_to_be_unique(item_id)",
-            "2 of 6 rows unexpected, e.g. [13, 13]",
+            "2 of 6 rows unexpected, e.g. [13]",
             id="duplicated-catalog-item",
         ),
     ],

@@ -58,3 +58,12 @@ def test_missing_file_and_bad_yaml_are_named(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, environ={})
+
+
+def test_an_overlay_outside_configs_resolves_paths_against_the_project_root(tmp_path):
+    overlay = tmp_path / "elsewhere" / "mine.yaml"
+    overlay.parent.mkdir()
+    overlay.write_text(f"extends: {CONFIGS / 'test.yaml'}\ntrain:\n  factors: 3\n")
+    cfg = load_config(overlay, environ={})
+    assert cfg.train.factors == 3
+    assert cfg.paths.suites == CONFIGS.parent / "great_expectations" / "expectations"

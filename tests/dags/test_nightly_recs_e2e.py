@@ -1,0 +1,130 @@
+"""End to end: the whole DAG through Airflow on a tiny generated shop, real Spark, MLflow, S3.
+
+Run 1 trains, validates and publishes. Run 2 reruns the same date with a gate that no model can
+pass: `gate` is skipped, the champion stays, and the export republishes the same lists (same
+file checksums in the manifest) under a new run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PROJECT = Path(__file__).resolve().parents[2]
+DAY = datetime(2015, 9, 18, tzinfo=timezone.utc)
+SCALE = "0.003"
+
+
+def _overlay(tmp_path: Path, s3_endpoint: str, bucket: str, extra: str = "") -> Path:
+    path = tmp_path / f"e2e{len(list(tmp_path.glob('e2e*.yaml')))}.yaml"
+    path.write_text(f"""
+extends: {PROJECT / 'configs' / 'test.yaml'}
+paths:
+  lake: {tmp_path / 'lake'}
+  raw: {tmp_path / 'raw'}
+  reports: {tmp_path / 'reports'}
+mlflow:
+  tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}
+  artifact_root: {tmp_path / 'artifacts'}
+storage:
+  endpoint_url: {s3_endpoint}
+  bucket: {bucket}
+  prefix: nightly
+{extra}""")
+    return path
+
+
+def _get_json(client, bucket: str, key: str) -> dict:
+    return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
+    dagbag, tmp_path, s3_endpoint, monkeypatch
+):
+    import mlflow
+
+    from jobs import generate
+    from jobs.core.config import load_config
+    from jobs.core.storage import s3_client
+
+    assert generate.main(["--out", str(tmp_path / "raw"), "--scale", SCALE, "--seed", "42"]) == 0
+    config = _overlay(tmp_path, s3_endpoint, "e2e")
+    cfg = load_config(config, environ={})
+    client = s3_client(cfg.storage)
+    client.create_bucket(Bucket="e2e")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(
+        {"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client"}}))
+    dag = dagbag.dags["nightly_recs"]
+
+    first = dag.test(logical_date=DAY, run_conf={"config": str(config)})
+    assert str(first.state) == "success", _states(first)
+    assert set(_states(first).values()) == {"success"}
+
+    # The lake holds every stage's partition for the date.
+    lake = cfg.paths.lake
+    for layer, table in [("bronze", "events"), ("bronze", "catalog"), ("quarantine", "events"),
+                         ("silver", "events"), ("splits", "train"), ("splits", "test")]:
+        assert list((lake / layer / table / "dt=2015-09-18").glob("*.parquet")), (layer, table)
+    ingest = json.loads((lake / "_runs/dt=2015-09-18/ingest.json").read_text())
+    truth = json.loads((tmp_path / "raw/ground_truth/summary.json").read_text())
+    assert ingest["quarantined"] >= 1 and ingest["duplicates"] >= 1
+    assert ingest["raw_rows"] == sum(1 for _ in open(tmp_path / "raw/events.csv")) - 1
+    assert truth["scale"] == float(SCALE)
+
+    # S3, read back over HTTP: latest.json -> manifest -> every listed file.
+    latest = _get_json(client, "e2e", "nightly/recommendations/latest.json")
+    manifest_key = latest["manifest"].removeprefix("s3://e2e/")
+    manifest = _get_json(client, "e2e", manifest_key)
+    stored = {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket="e2e")["Contents"]}
+    assert {f["key"]: f["size"] for f in manifest["files"]}.items() <= stored.items()
+    assert manifest["users"] > 0 and manifest["model_version"] == "1"
+    assert manifest["rows"] == manifest["users"] * cfg.export.top_n
+    first_line = client.get_object(Bucket="e2e", Key=next(
+        f["key"] for f in manifest["files"] if f["key"].endswith(".jsonl")))["Body"].readline()
+    assert len(json.loads(first_line)["output"]["recommendedItems"]) == cfg.export.top_n
+
+    # MLflow: the run has params, metrics and a model that is now the champion.
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow_client = mlflow.MlflowClient()
+    champion = mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
+    assert champion.version == "1"
+    run = mlflow_client.get_run(champion.run_id)
+    assert run.data.params["factors"] == "16"
+    assert run.data.metrics["ndcg_at_10"] > run.data.metrics["popularity_ndcg_at_10"]
+    assert run.data.tags["gate.decision"] == "promoted"
+    loaded = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.model_name}@champion")
+    import pandas as pd
+
+    visitors = pd.read_parquet(lake / "splits/train/dt=2015-09-18")["visitor_id"].unique()[:3]
+    predicted = loaded.predict(pd.DataFrame({"visitor_id": visitors}), params={"n": 5})
+    assert predicted.groupby("visitor_id").size().tolist() == [5, 5, 5]
+
+    # Rerun the date with a gate nothing can pass: gated, champion kept, same lists republished.
+    gated = _overlay(tmp_path, s3_endpoint, "e2e", "gate:\n  min_lift_over_popularity: 1000\n")
+    second = dag.test(logical_date=DAY, run_conf={"config": str(gated)},
+                      mark_success_pattern="^(ingest|clean|validate|split)$")
+    states = _states(second)
+    assert states["gate"] == "skipped", states
+    assert states["export"] == "success" and states["summarize"] == "success", states
+    assert mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version == "1"
+    challenger = mlflow_client.get_model_version(cfg.mlflow.model_name, "2")
+    assert challenger.tags["gate.decision"] == "gated"
+    latest2 = _get_json(client, "e2e", "nightly/recommendations/latest.json")
+    assert latest2["run_id"] != latest["run_id"]
+    manifest2 = _get_json(client, "e2e", latest2["manifest"].removeprefix("s3://e2e/"))
+    assert [f["sha256"] for f in manifest2["files"]] == [f["sha256"] for f in manifest["files"]]
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="e2e")["Contents"]]
+    assert not [k for k in keys if f"run={latest['run_id']}/" in k]  # the old run is gone
