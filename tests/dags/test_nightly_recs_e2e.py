@@ -100,7 +100,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     mlflow_client = mlflow.MlflowClient()
     champion = mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion")
-    assert champion.version == "1"
+    assert str(champion.version) == "1"
     run = mlflow_client.get_run(champion.run_id)
     assert run.data.params["factors"] == "16"
     assert run.data.metrics["ndcg_at_10"] > run.data.metrics["popularity_ndcg_at_10"]
@@ -119,7 +119,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     states = _states(second)
     assert states["gate"] == "skipped", states
     assert states["export"] == "success" and states["summarize"] == "success", states
-    assert mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version == "1"
+    assert str(mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version) == "1"
     challenger = mlflow_client.get_model_version(cfg.mlflow.model_name, "2")
     assert challenger.tags["gate.decision"] == "gated"
     latest2 = _get_json(client, "e2e", "nightly/recommendations/latest.json")
