@@ -46,6 +46,7 @@ test: install  ## run the whole test suite (unit, DAG, end to end)
 .PHONY: lint
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 .PHONY: s3
 s3: install  ## serve the local S3 endpoint (with what the demo published) until Ctrl-C

@@ -73,12 +73,14 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
     doc_md=__doc__,
 )
 def nightly_recs():
-    ingest, clean, validate, split = (_spark_stage(n) for n in ("ingest", "clean", "validate",
-                                                                  "split"))
+    ingest, clean, validate, split = (
+        _spark_stage(n) for n in ("ingest", "clean", "validate", "split")
+    )
     train, evaluate = _python_stage("train"), _python_stage("evaluate")
     gate = _python_stage("gate", skip_on_exit_code=GATED_EXIT_CODE)
     export = _python_stage(
-        "export", "--run-id {{ run_id | replace(':', '') | replace('+', '') }}-{{ ti.try_number }}",
+        "export",
+        "--run-id {{ run_id | replace(':', '') | replace('+', '') }}-{{ ti.try_number }}",
         trigger_rule="none_failed",
     )
     summarize = _python_stage("summarize", trigger_rule="none_failed", do_xcom_push=True)

@@ -58,7 +58,9 @@ def flag_bots(events: DataFrame, rules: CleanConfig) -> DataFrame:
     )
 
 
-def drop_flagged(events: DataFrame, flagged: DataFrame, test_item_ids: tuple[int, ...]) -> DataFrame:
+def drop_flagged(
+    events: DataFrame, flagged: DataFrame, test_item_ids: tuple[int, ...]
+) -> DataFrame:
     """Events of unflagged visitors, without rows on test SKUs."""
     kept = events.join(flagged.select(VISITOR_ID), VISITOR_ID, "left_anti")
     return kept.where(~F.col(ITEM_ID).isin([int(i) for i in test_item_ids]))
@@ -101,10 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     by_rule = count_by_rule(events, flagged, cfg.clean.test_item_ids)
     removed = sum(v["events"] for v in by_rule.values())
     if rows_in != rows_out + removed:
-        raise AssertionError(f"clean counts do not reconcile: {rows_in} in, {rows_out} out, "
-                             f"{removed} removed by rule {by_rule}")
-    report = {"rows_in": rows_in, "rows_out": rows_out, "removed_events": removed,
-              "removed_visitors": flagged.count(), "by_rule": by_rule}
+        raise AssertionError(
+            f"clean counts do not reconcile: {rows_in} in, {rows_out} out, "
+            f"{removed} removed by rule {by_rule}"
+        )
+    report = {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "removed_events": removed,
+        "removed_visitors": flagged.count(),
+        "by_rule": by_rule,
+    }
     lake.write_stage_report(run_date, "clean", report)
     log.info("clean %s: %s", run_date, report)
     spark.stop()

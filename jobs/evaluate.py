@@ -29,8 +29,9 @@ from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID  # noqa: E402
 log = logging.getLogger("evaluate")
 
 
-def evaluate_model(model, train_events, test_events, ks: tuple[int, ...],
-                   exclude_types: tuple[str, ...]) -> dict:
+def evaluate_model(
+    model, train_events, test_events, ks: tuple[int, ...], exclude_types: tuple[str, ...]
+) -> dict:
     """Ranking metrics of `model` on the warm visitors of the test window."""
     warm = test_events[test_events[VISITOR_ID].isin(train_events[VISITOR_ID].unique())]
     exclude = train_events[train_events[EVENT_TYPE].isin(exclude_types)][[VISITOR_ID, ITEM_ID]]
@@ -59,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
     init_tracking(cfg)
     popular = PopularityRecommender(
-        rank_by_popularity(build_interactions(train, cfg.train.event_weights)))
+        rank_by_popularity(build_interactions(train, cfg.train.event_weights))
+    )
     results = {
-        "challenger": evaluate_model(_load_recommender(trained["model_uri"]), train, test, ks,
-                                     excl),
+        "challenger": evaluate_model(
+            _load_recommender(trained["model_uri"]), train, test, ks, excl
+        ),
         "popularity": evaluate_model(popular, train, test, ks, excl),
         "champion": None,
     }
@@ -76,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             prefix = "" if name == "challenger" else f"{name}_"
             mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()})
-    report = {**results, "challenger_version": trained["model_version"],
-              "champion_version": None if champion is None else champion.version}
+    report = {
+        **results,
+        "challenger_version": trained["model_version"],
+        "champion_version": None if champion is None else champion.version,
+    }
     lake.write_stage_report(run_date, "evaluate", report)
     log.info("evaluate %s: %s", run_date, report)
     return 0

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -59,12 +59,19 @@ def to_personalize_lines(rows: pd.DataFrame) -> list[str]:
     """One JSON line per user, shaped like Amazon Personalize batch inference output."""
     lines = []
     for user_id, group in rows.groupby("user_id", sort=True):
-        lines.append(json.dumps({
-            "input": {"userId": str(user_id)},
-            "output": {"recommendedItems": [str(i) for i in group[ITEM_ID]],
-                       "scores": [round(float(s), 6) for s in group[SCORE]]},
-            "error": None,
-        }, separators=(",", ":")))
+        lines.append(
+            json.dumps(
+                {
+                    "input": {"userId": str(user_id)},
+                    "output": {
+                        "recommendedItems": [str(i) for i in group[ITEM_ID]],
+                        "scores": [round(float(s), 6) for s in group[SCORE]],
+                    },
+                    "error": None,
+                },
+                separators=(",", ":"),
+            )
+        )
     return lines
 
 
@@ -87,7 +94,7 @@ def write_files(rows: pd.DataFrame, out_dir: Path, visitors_per_file: int) -> li
 
 def _default_run_id() -> str:
     # Names this attempt only; no data depends on it.
-    return "manual-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return "manual-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.core.storage import publish, s3_client
     from jobs.core.tracking import CHAMPION, init_tracking, version_by_alias
 
-    args = parse_stage_args(argv, __doc__, lambda p: p.add_argument(
-        "--run-id", default=None, help="names this attempt's folder (default: manual-<UTC time>)"))
+    args = parse_stage_args(
+        argv,
+        __doc__,
+        lambda p: p.add_argument(
+            "--run-id",
+            default=None,
+            help="names this attempt's folder (default: manual-<UTC time>)",
+        ),
+    )
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
     run_id = args.extras["run_id"] or _default_run_id()
 
@@ -108,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         raise NoChampionError(
             f"no version of {cfg.mlflow.model_name} holds the '{CHAMPION}' alias: the gate has "
             f"not promoted any model yet (see {lake.stage_report(run_date, 'gate')}); "
-            "nothing was published")
+            "nothing was published"
+        )
     uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
     recommender = mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
 
@@ -117,21 +132,36 @@ def main(argv: list[str] | None = None) -> int:
     exclude = events[events[EVENT_TYPE].isin(cfg.export.exclude_seen_event_types)]
     unavailable = catalog.loc[~catalog[AVAILABLE], ITEM_ID].to_numpy(dtype=np.int64)
     visitors = np.sort(events[VISITOR_ID].unique())
-    recs = recommender.recommend(visitors, cfg.export.top_n, exclude=exclude[[VISITOR_ID, ITEM_ID]],
-                                 unavailable=unavailable)
+    recs = recommender.recommend(
+        visitors, cfg.export.top_n, exclude=exclude[[VISITOR_ID, ITEM_ID]], unavailable=unavailable
+    )
     rows = to_export_rows(recs, str(champion.version))
-    staged = write_files(rows, lake.partition("exports", DATASET, run_date),
-                         cfg.export.visitors_per_file)
+    staged = write_files(
+        rows, lake.partition("exports", DATASET, run_date), cfg.export.visitors_per_file
+    )
 
-    counts = {"users": int(rows["user_id"].nunique()), "rows": len(rows),
-              "rows_by_source": {k: int(v) for k, v in rows[SOURCE].value_counts().items()},
-              "users_in_scope": len(visitors)}
-    facts = {**counts, "model_name": cfg.mlflow.model_name, "model_version": str(champion.version),
-             "config_hash": cfg.fingerprint(), "top_n": cfg.export.top_n,
-             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    counts = {
+        "users": int(rows["user_id"].nunique()),
+        "rows": len(rows),
+        "rows_by_source": {k: int(v) for k, v in rows[SOURCE].value_counts().items()},
+        "users_in_scope": len(visitors),
+    }
+    facts = {
+        **counts,
+        "model_name": cfg.mlflow.model_name,
+        "model_version": str(champion.version),
+        "config_hash": cfg.fingerprint(),
+        "top_n": cfg.export.top_n,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     pub = publish(s3_client(cfg.storage), cfg.storage, DATASET, run_date, run_id, staged, facts)
-    report = {**counts, "model_version": str(champion.version), "uri": pub.uri,
-              "latest": pub.latest, "files": [f["key"] for f in pub.manifest["files"]]}
+    report = {
+        **counts,
+        "model_version": str(champion.version),
+        "uri": pub.uri,
+        "latest": pub.latest,
+        "files": [f["key"] for f in pub.manifest["files"]],
+    }
     lake.write_stage_report(run_date, "export", report)
     log.info("export %s: %s", run_date, report)
     return 0

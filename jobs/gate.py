@@ -32,28 +32,35 @@ class GateDecision:
     reasons: tuple[str, ...]
 
 
-def decide(challenger: dict, popularity: dict, champion: dict | None,
-           rules: GateConfig) -> GateDecision:
+def decide(
+    challenger: dict, popularity: dict, champion: dict | None, rules: GateConfig
+) -> GateDecision:
     """Compare NDCG@10 of the challenger with the baseline and the champion; explain the result."""
     score = challenger[METRIC]
     reasons = []
     promote = True
     floor = popularity[METRIC] * (1 + rules.min_lift_over_popularity)
     if score >= floor and score > 0:
-        reasons.append(f"{METRIC} {score:.4f} >= popularity {popularity[METRIC]:.4f} "
-                       f"x {1 + rules.min_lift_over_popularity:.2f}")
+        reasons.append(
+            f"{METRIC} {score:.4f} >= popularity {popularity[METRIC]:.4f} "
+            f"x {1 + rules.min_lift_over_popularity:.2f}"
+        )
     else:
         promote = False
-        reasons.append(f"{METRIC} {score:.4f} < popularity {popularity[METRIC]:.4f} "
-                       f"x {1 + rules.min_lift_over_popularity:.2f}")
+        reasons.append(
+            f"{METRIC} {score:.4f} < popularity {popularity[METRIC]:.4f} "
+            f"x {1 + rules.min_lift_over_popularity:.2f}"
+        )
     if champion is None:
         reasons.append("no champion yet")
     else:
         bar = champion[METRIC] * (1 - rules.max_regression_vs_champion)
         ok = score >= bar
         promote = promote and ok
-        reasons.append(f"{METRIC} {score:.4f} {'>=' if ok else '<'} champion "
-                       f"{champion[METRIC]:.4f} x {1 - rules.max_regression_vs_champion:.2f}")
+        reasons.append(
+            f"{METRIC} {score:.4f} {'>=' if ok else '<'} champion "
+            f"{champion[METRIC]:.4f} x {1 - rules.max_regression_vs_champion:.2f}"
+        )
     return GateDecision(promote=promote, reasons=tuple(reasons))
 
 
@@ -66,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
     evaluation = lake.read_stage_report(run_date, "evaluate")
     trained = lake.read_stage_report(run_date, "train")
-    decision = decide(evaluation["challenger"], evaluation["popularity"],
-                      evaluation["champion"], cfg.gate)
+    decision = decide(
+        evaluation["challenger"], evaluation["popularity"], evaluation["champion"], cfg.gate
+    )
     verdict = "promoted" if decision.promote else "gated"
 
     init_tracking(cfg)
@@ -79,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
         client.set_tag(trained["run_id"], key, value)
-    report = {**asdict(decision), "decision": verdict, "model_version": version,
-              "previous_champion_version": evaluation["champion_version"]}
+    report = {
+        **asdict(decision),
+        "decision": verdict,
+        "model_version": version,
+        "previous_champion_version": evaluation["champion_version"],
+    }
     lake.write_stage_report(run_date, "gate", report)
     log.info("gate %s: %s version %s: %s", run_date, verdict, version, "; ".join(decision.reasons))
     return 0 if decision.promote else GATED_EXIT_CODE

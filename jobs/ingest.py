@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -45,7 +45,7 @@ PROPERTIES_HEADER = ("timestamp", "itemid", "property", "value")
 # RetailRocket's event names -> ours.
 EVENT_NAMES = {"view": "view", "addtocart": "cart", "transaction": "purchase"}
 # Timestamps outside this range are impossible for a shop's event log (ms since epoch).
-MIN_EVENT_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MIN_EVENT_TS = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class SchemaMismatchError(ValueError):
@@ -65,7 +65,7 @@ class ParsedEvents:
 
 def end_of_day(run_date: date) -> datetime:
     """The exclusive upper bound of the logical date, 00:00 UTC of the next day."""
-    return datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    return datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def check_header(header_line: str, expected: tuple[str, ...], file_name: str) -> None:
@@ -156,8 +156,12 @@ def snapshot_catalog(properties: DataFrame, until: datetime) -> DataFrame:
     return (
         first_seen.join(latest("categoryid", CATEGORY_ID, "long"), ITEM_ID, "left")
         .join(available, ITEM_ID, "left")
-        .select(ITEM_ID, CATEGORY_ID, F.coalesce(F.col(AVAILABLE), F.lit(True)).alias(AVAILABLE),
-                FIRST_SEEN_TS)
+        .select(
+            ITEM_ID,
+            CATEGORY_ID,
+            F.coalesce(F.col(AVAILABLE), F.lit(True)).alias(AVAILABLE),
+            FIRST_SEEN_TS,
+        )
     )
 
 
@@ -215,8 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     reconcile(counts)
     seen = counts["accepted"] + counts["quarantined"] + counts["duplicates"]
     rate = counts["quarantined"] / seen if seen else 0.0
-    report = {**counts, "quarantine_rate": rate, "quarantine_reasons": reasons,
-              "catalog_items": catalog_items, "until": until.isoformat()}
+    report = {
+        **counts,
+        "quarantine_rate": rate,
+        "quarantine_reasons": reasons,
+        "catalog_items": catalog_items,
+        "until": until.isoformat(),
+    }
     lake.write_stage_report(run_date, "ingest", report)
     log.info("ingest %s: %s", run_date, report)
     if counts["accepted"] == 0:

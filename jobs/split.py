@@ -11,7 +11,7 @@ Run alone:
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -32,7 +32,7 @@ def cutoff_for(run_date: date, test_days: int) -> datetime:
     if test_days <= 0:
         raise ValueError(f"test_days must be positive, got {test_days}")
     first_test_day = run_date - timedelta(days=test_days - 1)
-    return datetime.combine(first_test_day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(first_test_day, time(0), tzinfo=UTC)
 
 
 def split_by_time(events: DataFrame, cutoff: datetime) -> tuple[DataFrame, DataFrame]:
@@ -53,19 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     for name, part in zip(("train", "test"), split_by_time(events, cutoff), strict=True):
         path = lake.partition("splits", name, run_date)
         part.orderBy(*order).write.mode("overwrite").parquet(str(path))
-        stats = spark.read.parquet(str(path)).agg(
-            F.count("*").alias("rows"),
-            F.countDistinct(VISITOR_ID).alias("visitors"),
-            F.countDistinct(ITEM_ID).alias("items"),
-            F.min(EVENT_TS).alias("min_ts"),
-            F.max(EVENT_TS).alias("max_ts"),
-        ).first()
+        stats = (
+            spark.read.parquet(str(path))
+            .agg(
+                F.count("*").alias("rows"),
+                F.countDistinct(VISITOR_ID).alias("visitors"),
+                F.countDistinct(ITEM_ID).alias("items"),
+                F.min(EVENT_TS).alias("min_ts"),
+                F.max(EVENT_TS).alias("max_ts"),
+            )
+            .first()
+        )
         report[name] = stats.asDict()
-    if report["train"]["rows"] and report["test"]["rows"] and not (
-        report["train"]["max_ts"] < report["test"]["min_ts"]
+    if (
+        report["train"]["rows"]
+        and report["test"]["rows"]
+        and not (report["train"]["max_ts"] < report["test"]["min_ts"])
     ):
-        raise LeakageError(f"train ends {report['train']['max_ts']}, "
-                           f"test starts {report['test']['min_ts']}")
+        raise LeakageError(
+            f"train ends {report['train']['max_ts']}, test starts {report['test']['min_ts']}"
+        )
     lake.write_stage_report(run_date, "split", report)
     log.info("split %s: %s", run_date, report)
     spark.stop()

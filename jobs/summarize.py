@@ -21,8 +21,11 @@ STAGES = ("ingest", "clean", "validate", "split", "train", "evaluate", "gate", "
 
 def collect(lake: Lake, run_date: date) -> dict:
     """The stage reports that exist for run_date, by stage name."""
-    return {s: lake.read_stage_report(run_date, s) for s in STAGES
-            if lake.stage_report(run_date, s).is_file()}
+    return {
+        s: lake.read_stage_report(run_date, s)
+        for s in STAGES
+        if lake.stage_report(run_date, s).is_file()
+    }
 
 
 def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
@@ -30,41 +33,57 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
     lines = [f"nightly_recs {run_date}"]
     ing = reports.get("ingest")
     if ing:
-        lines.append(f"  ingest    {ing['raw_rows']:>10,} raw rows -> {ing['accepted']:,} accepted, "
-                     f"{ing['quarantined']:,} quarantined {ing['quarantine_reasons']}, "
-                     f"{ing['duplicates']:,} duplicates, {ing['after_run_date']:,} after the date")
+        lines.append(
+            f"  ingest    {ing['raw_rows']:>10,} raw rows -> {ing['accepted']:,} accepted, "
+            f"{ing['quarantined']:,} quarantined {ing['quarantine_reasons']}, "
+            f"{ing['duplicates']:,} duplicates, {ing['after_run_date']:,} after the date"
+        )
     cl = reports.get("clean")
     if cl:
-        lines.append(f"  clean     {cl['rows_out']:>10,} events kept, {cl['removed_events']:,} "
-                     f"removed from {cl['removed_visitors']:,} visitors (bots, test traffic)")
+        lines.append(
+            f"  clean     {cl['rows_out']:>10,} events kept, {cl['removed_events']:,} "
+            f"removed from {cl['removed_visitors']:,} visitors (bots, test traffic)"
+        )
     va = reports.get("validate")
     if va:
-        lines.append(f"  validate  {'passed' if va.get('success') else 'FAILED':>10}  "
-                     f"report: {va['data_docs_index']}")
+        lines.append(
+            f"  validate  {'passed' if va.get('success') else 'FAILED':>10}  "
+            f"report: {va['data_docs_index']}"
+        )
     sp = reports.get("split")
     if sp:
-        lines.append(f"  split     {sp['train']['rows']:>10,} train / {sp['test']['rows']:,} test "
-                     f"events, cutoff {sp['cutoff']}")
+        lines.append(
+            f"  split     {sp['train']['rows']:>10,} train / {sp['test']['rows']:,} test "
+            f"events, cutoff {sp['cutoff']}"
+        )
     tr = reports.get("train")
     if tr:
-        lines.append(f"  train     {tr['nnz']:>10,} interactions, {tr['visitors']:,} visitors x "
-                     f"{tr['items']:,} items, fit {tr['fit_seconds']}s -> {tr['model_uri']}")
+        lines.append(
+            f"  train     {tr['nnz']:>10,} interactions, {tr['visitors']:,} visitors x "
+            f"{tr['items']:,} items, fit {tr['fit_seconds']}s -> {tr['model_uri']}"
+        )
     ev = reports.get("evaluate")
     if ev:
         for name in ("challenger", "popularity", "champion"):
             m = ev.get(name)
             if m:
-                lines.append(f"  evaluate  {name:>10}: NDCG@10 {m['ndcg_at_10']:.4f}  "
-                             f"precision@10 {m['precision_at_10']:.4f}  "
-                             f"recall@20 {m['recall_at_20']:.4f}  ({m['users']:,} warm users)")
+                lines.append(
+                    f"  evaluate  {name:>10}: NDCG@10 {m['ndcg_at_10']:.4f}  "
+                    f"precision@10 {m['precision_at_10']:.4f}  "
+                    f"recall@20 {m['recall_at_20']:.4f}  ({m['users']:,} warm users)"
+                )
     ga = reports.get("gate")
     if ga:
-        lines.append(f"  gate      {ga['decision']:>10}: version {ga['model_version']}; "
-                     + "; ".join(ga["reasons"]))
+        lines.append(
+            f"  gate      {ga['decision']:>10}: version {ga['model_version']}; "
+            + "; ".join(ga["reasons"])
+        )
     ex = reports.get("export")
     if ex:
-        lines.append(f"  export    {ex['users']:>10,} users with {ex['rows'] // max(ex['users'], 1)}"
-                     f" items each (model version {ex['model_version']}) -> {ex['uri']}")
+        lines.append(
+            f"  export    {ex['users']:>10,} users with {ex['rows'] // max(ex['users'], 1)}"
+            f" items each (model version {ex['model_version']}) -> {ex['uri']}"
+        )
         lines.append(f"            latest: {ex['latest']['manifest']}")
     missing = [s for s in STAGES if s not in reports]
     if missing:

@@ -77,26 +77,47 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     als = fit_als(data, cfg.train)
     fit_seconds = time.perf_counter() - started
-    recommender = AlsRecommender(als, data.visitor_ids, data.item_ids,
-                                 rank_by_popularity(interactions)[:10_000])
+    recommender = AlsRecommender(
+        als, data.visitor_ids, data.item_ids, rank_by_popularity(interactions)[:10_000]
+    )
 
     init_tracking(cfg)
     client = mlflow.MlflowClient()
     with mlflow.start_run(run_name=f"als-{run_date}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({"logical_date": run_date.isoformat(), "config_hash": cfg.fingerprint(),
-                         "stage": "train"})
-        mlflow.log_params({**cfg.train.model_dump(exclude={"event_weights"}),
-                           **{f"weight_{k}": v for k, v in cfg.train.event_weights.items()}})
-        mlflow.log_metrics({"train_events": len(events), "train_visitors": len(data.visitor_ids),
-                            "train_items": len(data.item_ids), "train_nnz": data.matrix.nnz,
-                            "fit_seconds": fit_seconds})
-        mlflow.log_input(mlflow.data.from_pandas(interactions, source=str(train_path),
-                                                 name="train_interactions"), context="training")
+        mlflow.set_tags(
+            {
+                "logical_date": run_date.isoformat(),
+                "config_hash": cfg.fingerprint(),
+                "stage": "train",
+            }
+        )
+        mlflow.log_params(
+            {
+                **cfg.train.model_dump(exclude={"event_weights"}),
+                **{f"weight_{k}": v for k, v in cfg.train.event_weights.items()},
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "train_events": len(events),
+                "train_visitors": len(data.visitor_ids),
+                "train_items": len(data.item_ids),
+                "train_nnz": data.matrix.nnz,
+                "fit_seconds": fit_seconds,
+            }
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(
+                interactions, source=str(train_path), name="train_interactions"
+            ),
+            context="training",
+        )
         model_dir = Path(tmp) / "recommender"
         recommender.save(model_dir)
         example = pd.DataFrame({VISITOR_ID: data.visitor_ids[:2]})
-        signature = infer_signature(example, recommender.recommend(example[VISITOR_ID], 3),
-                                    params={"n": 10})
+        signature = infer_signature(
+            example, recommender.recommend(example[VISITOR_ID], 3), params={"n": 10}
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=RecommenderPyfunc(),
@@ -106,11 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         version = str(info.registered_model_version)
         client.set_registered_model_alias(cfg.mlflow.model_name, CHALLENGER, version)
-        report = {"run_id": run.info.run_id, "model_name": cfg.mlflow.model_name,
-                  "model_version": version, "model_uri": f"models:/{cfg.mlflow.model_name}/{version}",
-                  "events": len(events), "visitors": len(data.visitor_ids),
-                  "items": len(data.item_ids), "nnz": int(data.matrix.nnz),
-                  "fit_seconds": round(fit_seconds, 3)}
+        report = {
+            "run_id": run.info.run_id,
+            "model_name": cfg.mlflow.model_name,
+            "model_version": version,
+            "model_uri": f"models:/{cfg.mlflow.model_name}/{version}",
+            "events": len(events),
+            "visitors": len(data.visitor_ids),
+            "items": len(data.item_ids),
+            "nnz": int(data.matrix.nnz),
+            "fit_seconds": round(fit_seconds, 3),
+        }
     lake.write_stage_report(run_date, "train", report)
     log.info("train %s: %s", run_date, report)
     return 0

@@ -39,7 +39,8 @@ def parse_stage_args(
         add_arguments(parser)
     args = vars(parser.parse_args(argv))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
     run_date, config = args.pop("run_date"), args.pop("config")

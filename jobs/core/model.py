@@ -100,8 +100,9 @@ class AlsRecommender:
 
     name = "als"
 
-    def __init__(self, model, visitor_ids: np.ndarray, item_ids: np.ndarray,
-                 popular_items: np.ndarray):
+    def __init__(
+        self, model, visitor_ids: np.ndarray, item_ids: np.ndarray, popular_items: np.ndarray
+    ):
         self.model = model
         self.visitor_ids = np.asarray(visitor_ids, dtype=np.int64)
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
@@ -131,13 +132,15 @@ class AlsRecommender:
         )
         ok = scores > _FILTERED_SCORE
         user_pos, rank_pos = np.nonzero(ok)
-        als = pd.DataFrame({
-            VISITOR_ID: warm[user_pos],
-            RANK: rank_pos + 1,
-            ITEM_ID: self.item_ids[ids[ok]],
-            SCORE: scores[ok].astype(np.float64),
-            SOURCE: self.name,
-        })
+        als = pd.DataFrame(
+            {
+                VISITOR_ID: warm[user_pos],
+                RANK: rank_pos + 1,
+                ITEM_ID: self.item_ids[ids[ok]],
+                SCORE: scores[ok].astype(np.float64),
+                SOURCE: self.name,
+            }
+        )
         # Top up short and cold lists from popularity, skipping what is already listed.
         counts = als.groupby(VISITOR_ID).size().reindex(visitor_ids, fill_value=0)
         short = counts[counts < n].index.to_numpy()
@@ -156,9 +159,15 @@ class AlsRecommender:
         np.save(directory / "visitor_ids.npy", self.visitor_ids)
         np.save(directory / "item_ids.npy", self.item_ids)
         np.save(directory / "popular_items.npy", self.popular_items)
-        (directory / "meta.json").write_text(json.dumps({
-            "factors": int(self.model.factors), "visitors": len(self.visitor_ids),
-            "items": len(self.item_ids)}))
+        (directory / "meta.json").write_text(
+            json.dumps(
+                {
+                    "factors": int(self.model.factors),
+                    "visitors": len(self.visitor_ids),
+                    "items": len(self.item_ids),
+                }
+            )
+        )
 
     @classmethod
     def load(cls, directory: Path) -> AlsRecommender:
@@ -192,8 +201,9 @@ def _index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(sorted_ids[pos] == ids, pos, -1)
 
 
-def _exclusion_matrix(exclude: pd.DataFrame | None, visitors: np.ndarray,
-                      item_ids: np.ndarray) -> sp.csr_matrix:
+def _exclusion_matrix(
+    exclude: pd.DataFrame | None, visitors: np.ndarray, item_ids: np.ndarray
+) -> sp.csr_matrix:
     """Rows aligned with `visitors`, a 1 where that visitor's item must not be recommended."""
     shape = (len(visitors), len(item_ids))
     if exclude is None or exclude.empty:
@@ -208,21 +218,30 @@ def _exclusion_matrix(exclude: pd.DataFrame | None, visitors: np.ndarray,
     return matrix
 
 
-def _popular_lists(popular: np.ndarray, visitor_ids: np.ndarray, n: int,
-                   exclude: pd.DataFrame | None, unavailable: np.ndarray | None) -> pd.DataFrame:
+def _popular_lists(
+    popular: np.ndarray,
+    visitor_ids: np.ndarray,
+    n: int,
+    exclude: pd.DataFrame | None,
+    unavailable: np.ndarray | None,
+) -> pd.DataFrame:
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     candidates = popular
     if unavailable is not None and len(unavailable):
         candidates = candidates[~np.isin(candidates, unavailable)]
-    max_skip = 0 if exclude is None or exclude.empty else int(exclude.groupby(VISITOR_ID).size().max())
+    max_skip = (
+        0 if exclude is None or exclude.empty else int(exclude.groupby(VISITOR_ID).size().max())
+    )
     candidates = candidates[: n + max_skip]
-    grid = pd.DataFrame({
-        VISITOR_ID: np.repeat(visitor_ids, len(candidates)),
-        ITEM_ID: np.tile(candidates, len(visitor_ids)),
-        # Popular items score 1/position in the popularity ranking, in (0, 1].
-        SCORE: np.tile(1.0 / np.arange(1, len(candidates) + 1), len(visitor_ids)),
-    })
+    grid = pd.DataFrame(
+        {
+            VISITOR_ID: np.repeat(visitor_ids, len(candidates)),
+            ITEM_ID: np.tile(candidates, len(visitor_ids)),
+            # Popular items score 1/position in the popularity ranking, in (0, 1].
+            SCORE: np.tile(1.0 / np.arange(1, len(candidates) + 1), len(visitor_ids)),
+        }
+    )
     if max_skip:
         skip = exclude[[VISITOR_ID, ITEM_ID]].drop_duplicates().assign(_skip=True)
         grid = grid.merge(skip, on=[VISITOR_ID, ITEM_ID], how="left")

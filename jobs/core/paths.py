@@ -1,7 +1,7 @@
 """The storage layout: the only module that knows where a stage's data lives.
 
-    lake/<layer>/<table>/dt=YYYY-MM-DD/     one partition per logical date, overwritten on rerun
-    lake/_runs/dt=YYYY-MM-DD/<stage>.json   each stage's counts and outcome for that date
+lake/<layer>/<table>/dt=YYYY-MM-DD/     one partition per logical date, overwritten on rerun
+lake/_runs/dt=YYYY-MM-DD/<stage>.json   each stage's counts and outcome for that date
 """
 
 from __future__ import annotations

@@ -40,8 +40,9 @@ def s3_client(storage: StorageConfig):
         "s3",
         endpoint_url=storage.endpoint_url,
         region_name=storage.region,
-        config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"},
-                          s3={"addressing_style": "path"}),
+        config=BotoConfig(
+            retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+        ),
     )
 
 
@@ -69,8 +70,15 @@ def dataset_prefix(storage: StorageConfig, dataset: str) -> str:
     return "/".join(p for p in (storage.prefix.strip("/"), dataset) if p)
 
 
-def publish(client, storage: StorageConfig, dataset: str, run_date: date, run_id: str,
-            files: list[Path], facts: dict[str, Any]) -> Publication:
+def publish(
+    client,
+    storage: StorageConfig,
+    dataset: str,
+    run_date: date,
+    run_id: str,
+    files: list[Path],
+    facts: dict[str, Any],
+) -> Publication:
     """Upload `files` as one run of `dataset` for `run_date`, verify, then move latest.json.
 
     `facts` (counts, model version, config hash, ...) go into the manifest as they are.
@@ -84,21 +92,40 @@ def publish(client, storage: StorageConfig, dataset: str, run_date: date, run_id
     for path in sorted(files):
         checksum = sha256_of(path)
         key = f"{run_prefix}/{path.name}"
-        client.upload_file(str(path), storage.bucket, key, Config=transfer,
-                           ExtraArgs={"Metadata": {"sha256": checksum}})
+        client.upload_file(
+            str(path),
+            storage.bucket,
+            key,
+            Config=transfer,
+            ExtraArgs={"Metadata": {"sha256": checksum}},
+        )
         entries.append({"key": key, "size": path.stat().st_size, "sha256": checksum})
-    manifest = {"dataset": dataset, "logical_date": run_date.isoformat(), "run_id": run_id,
-                "files": entries, **facts}
-    client.put_object(Bucket=storage.bucket, Key=f"{run_prefix}/{MANIFEST}",
-                      Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
-                      ContentType="application/json")
+    manifest = {
+        "dataset": dataset,
+        "logical_date": run_date.isoformat(),
+        "run_id": run_id,
+        "files": entries,
+        **facts,
+    }
+    client.put_object(
+        Bucket=storage.bucket,
+        Key=f"{run_prefix}/{MANIFEST}",
+        Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
     _verify(client, storage.bucket, entries)
-    latest = {"logical_date": run_date.isoformat(), "run_id": run_id,
-              "prefix": f"s3://{storage.bucket}/{run_prefix}/",
-              "manifest": f"s3://{storage.bucket}/{run_prefix}/{MANIFEST}"}
-    client.put_object(Bucket=storage.bucket, Key=f"{root}/{LATEST}",
-                      Body=json.dumps(latest, indent=2, sort_keys=True).encode(),
-                      ContentType="application/json")
+    latest = {
+        "logical_date": run_date.isoformat(),
+        "run_id": run_id,
+        "prefix": f"s3://{storage.bucket}/{run_prefix}/",
+        "manifest": f"s3://{storage.bucket}/{run_prefix}/{MANIFEST}",
+    }
+    client.put_object(
+        Bucket=storage.bucket,
+        Key=f"{root}/{LATEST}",
+        Body=json.dumps(latest, indent=2, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
     _delete_other_runs(client, storage.bucket, f"{root}/dt={run_date.isoformat()}/", run_prefix)
     return Publication(bucket=storage.bucket, prefix=run_prefix, manifest=manifest, latest=latest)
 

@@ -37,8 +37,9 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({
-            "conn_type": "spark", "host": cfg.spark.master, "extra": {"deploy-mode": "client"}}),
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": cfg.spark.master, "extra": {"deploy-mode": "client"}}
+        ),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "OPENBLAS_NUM_THREADS": "1",
@@ -53,8 +54,12 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
 def s3_endpoint(config_path: Path, log_path: Path):
     """Run the local S3 endpoint for the duration of the block; SIGTERM saves its objects."""
     log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.tools.s3_server", "--config",
-                             str(config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.tools.s3_server", "--config", str(config_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=PROJECT,
+    )
     try:
         deadline = time.monotonic() + 60
         while "up, bucket" not in log_path.read_text():
@@ -76,7 +81,9 @@ def _run(cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         done = subprocess.run(cmd, env=env, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         tail = "\n".join(log_path.read_text().splitlines()[-40:])
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}); log {log_path}:\n{tail}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed (exit {done.returncode}); log {log_path}:\n{tail}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,26 +107,55 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {"scale": args.scale, "seed": args.seed}
     if not marker.is_file() or {k: json.loads(marker.read_text()).get(k) for k in wanted} != wanted:
         print(f"[demo] generating the synthetic shop (scale {args.scale}) into {cfg.paths.raw}")
-        _run([sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw), "--scale",
-              str(args.scale), "--seed", str(args.seed)], env, logs / "generate.log")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "jobs.generate",
+                "--out",
+                str(cfg.paths.raw),
+                "--scale",
+                str(args.scale),
+                "--seed",
+                str(args.seed),
+            ],
+            env,
+            logs / "generate.log",
+        )
     print("[demo] preparing Airflow's metadata database")
     _run(["airflow", "db", "migrate"], env, logs / "airflow-db.log")
     with s3_endpoint(config_path, logs / "s3.log"):
-        print(f"[demo] S3 endpoint up at {cfg.storage.endpoint_url}; running {DAG_ID} for "
-              f"{args.date} through Airflow (log: {logs / 'dag.log'})")
+        print(
+            f"[demo] S3 endpoint up at {cfg.storage.endpoint_url}; running {DAG_ID} for "
+            f"{args.date} through Airflow (log: {logs / 'dag.log'})"
+        )
         _run(["airflow", "dags", "test", DAG_ID, args.date.isoformat()], env, logs / "dag.log")
         summary = subprocess.run(
-            [sys.executable, "-m", "jobs.summarize", "--run-date", args.date.isoformat(),
-             "--config", str(config_path)], env=env, cwd=PROJECT, capture_output=True, text=True,
-            check=True)
+            [
+                sys.executable,
+                "-m",
+                "jobs.summarize",
+                "--run-date",
+                args.date.isoformat(),
+                "--config",
+                str(config_path),
+            ],
+            env=env,
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print("\n".join(summary.stdout.splitlines()[-20:-1]))
         latest = _read_latest(cfg)
         print(f"\nlatest.json at s3://{cfg.storage.bucket}/{cfg.storage.prefix}/recommendations/:")
         print(json.dumps(latest, indent=2))
     print(f"\nValidation report: {cfg.paths.reports / 'validation' / f'dt={args.date}'}/index.html")
-    print("Browse the export:  make s3   (then, in another shell)  AWS_ACCESS_KEY_ID=testing "
-          f"AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {cfg.storage.endpoint_url} "
-          f"s3 ls --recursive s3://{cfg.storage.bucket}/")
+    print(
+        "Browse the export:  make s3   (then, in another shell)  AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {cfg.storage.endpoint_url} "
+        f"s3 ls --recursive s3://{cfg.storage.bucket}/"
+    )
     print(f"[demo] done in {time.monotonic() - started:.0f}s; services stopped")
     return 0
 

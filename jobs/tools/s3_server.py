@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     endpoint = urlparse(cfg.storage.endpoint_url or "")
     if endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port is None:
-        raise SystemExit(f"storage.endpoint_url {cfg.storage.endpoint_url!r} is not a local "
-                         "http://127.0.0.1:PORT endpoint; nothing to start")
+        raise SystemExit(
+            f"storage.endpoint_url {cfg.storage.endpoint_url!r} is not a local "
+            "http://127.0.0.1:PORT endpoint; nothing to start"
+        )
     for key, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(key, value)
     state_dir = Path(args.state_dir) if args.state_dir else cfg.paths.lake.parent / "s3"
@@ -82,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     client = s3_client(cfg.storage)
     restored = restore(client, state_dir)
     _ensure_bucket(client, cfg.storage.bucket)
-    print(f"S3 endpoint {cfg.storage.endpoint_url} up, bucket {cfg.storage.bucket}, "
-          f"{restored} objects restored from {state_dir}", flush=True)
+    print(
+        f"S3 endpoint {cfg.storage.endpoint_url} up, bucket {cfg.storage.bucket}, "
+        f"{restored} objects restored from {state_dir}",
+        flush=True,
+    )
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

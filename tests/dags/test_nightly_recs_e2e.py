@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,21 +18,21 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PROJECT = Path(__file__).resolve().parents[2]
-DAY = datetime(2015, 9, 18, tzinfo=timezone.utc)
+DAY = datetime(2015, 9, 18, tzinfo=UTC)
 SCALE = "0.003"
 
 
 def _overlay(tmp_path: Path, s3_endpoint: str, bucket: str, extra: str = "") -> Path:
     path = tmp_path / f"e2e{len(list(tmp_path.glob('e2e*.yaml')))}.yaml"
     path.write_text(f"""
-extends: {PROJECT / 'configs' / 'test.yaml'}
+extends: {PROJECT / "configs" / "test.yaml"}
 paths:
-  lake: {tmp_path / 'lake'}
-  raw: {tmp_path / 'raw'}
-  reports: {tmp_path / 'reports'}
+  lake: {tmp_path / "lake"}
+  raw: {tmp_path / "raw"}
+  reports: {tmp_path / "reports"}
 mlflow:
-  tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}
-  artifact_root: {tmp_path / 'artifacts'}
+  tracking_uri: sqlite:///{tmp_path / "mlflow.db"}
+  artifact_root: {tmp_path / "artifacts"}
 storage:
   endpoint_url: {s3_endpoint}
   bucket: {bucket}
@@ -65,8 +65,10 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     client.create_bucket(Bucket="e2e")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(
-        {"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SPARK_DEFAULT",
+        json.dumps({"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client"}}),
+    )
     dag = dagbag.dags["nightly_recs"]
 
     first = dag.test(logical_date=DAY, run_conf={"config": str(config)})
@@ -75,13 +77,20 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
 
     # The lake holds every stage's partition for the date.
     lake = cfg.paths.lake
-    for layer, table in [("bronze", "events"), ("bronze", "catalog"), ("quarantine", "events"),
-                         ("silver", "events"), ("splits", "train"), ("splits", "test")]:
+    for layer, table in [
+        ("bronze", "events"),
+        ("bronze", "catalog"),
+        ("quarantine", "events"),
+        ("silver", "events"),
+        ("splits", "train"),
+        ("splits", "test"),
+    ]:
         assert list((lake / layer / table / "dt=2015-09-18").glob("*.parquet")), (layer, table)
     ingest = json.loads((lake / "_runs/dt=2015-09-18/ingest.json").read_text())
     truth = json.loads((tmp_path / "raw/ground_truth/summary.json").read_text())
     assert ingest["quarantined"] >= 1 and ingest["duplicates"] >= 1
-    assert ingest["raw_rows"] == sum(1 for _ in open(tmp_path / "raw/events.csv")) - 1
+    raw_lines = (tmp_path / "raw/events.csv").read_text().count("\n")
+    assert ingest["raw_rows"] == raw_lines - 1  # header
     assert truth["scale"] == float(SCALE)
 
     # S3, read back over HTTP: latest.json -> manifest -> every listed file.
@@ -92,8 +101,9 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert {f["key"]: f["size"] for f in manifest["files"]}.items() <= stored.items()
     assert manifest["users"] > 0 and manifest["model_version"] == "1"
     assert manifest["rows"] == manifest["users"] * cfg.export.top_n
-    first_line = client.get_object(Bucket="e2e", Key=next(
-        f["key"] for f in manifest["files"] if f["key"].endswith(".jsonl")))["Body"].readline()
+    first_line = client.get_object(
+        Bucket="e2e", Key=next(f["key"] for f in manifest["files"] if f["key"].endswith(".jsonl"))
+    )["Body"].readline()
     assert len(json.loads(first_line)["output"]["recommendedItems"]) == cfg.export.top_n
 
     # MLflow: the run has params, metrics and a model that is now the champion.
@@ -114,12 +124,18 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
 
     # Rerun the date with a gate nothing can pass: gated, champion kept, same lists republished.
     gated = _overlay(tmp_path, s3_endpoint, "e2e", "gate:\n  min_lift_over_popularity: 1000\n")
-    second = dag.test(logical_date=DAY, run_conf={"config": str(gated)},
-                      mark_success_pattern="^(ingest|clean|validate|split)$")
+    second = dag.test(
+        logical_date=DAY,
+        run_conf={"config": str(gated)},
+        mark_success_pattern="^(ingest|clean|validate|split)$",
+    )
     states = _states(second)
     assert states["gate"] == "skipped", states
     assert states["export"] == "success" and states["summarize"] == "success", states
-    assert str(mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version) == "1"
+    assert (
+        str(mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version)
+        == "1"
+    )
     challenger = mlflow_client.get_model_version(cfg.mlflow.model_name, "2")
     assert challenger.tags["gate.decision"] == "gated"
     latest2 = _get_json(client, "e2e", "nightly/recommendations/latest.json")

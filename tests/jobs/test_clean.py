@@ -7,15 +7,18 @@ from jobs.core.config import CleanConfig
 
 pytestmark = pytest.mark.spark
 DAY = datetime(2015, 9, 1)
-RULES = CleanConfig(max_events_per_day=5, max_views_without_conversion=4,
-                    test_visitor_ids=(900,), test_item_ids=(77,))
+RULES = CleanConfig(
+    max_events_per_day=5,
+    max_views_without_conversion=4,
+    test_visitor_ids=(900,),
+    test_item_ids=(77,),
+)
 
 
 def _events(spark, rows):
     return spark.createDataFrame(
         [(DAY + timedelta(minutes=m), v, i, t, None) for m, v, i, t in rows],
-        "event_ts timestamp, visitor_id long, item_id long, event_type string, "
-        "transaction_id long",
+        "event_ts timestamp, visitor_id long, item_id long, event_type string, transaction_id long",
     )
 
 

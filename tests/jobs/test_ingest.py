@@ -76,16 +76,24 @@ def test_catalog_snapshot_uses_only_facts_up_to_the_logical_date(spark):
 
 
 def test_header_check_names_the_file_and_missing_column():
-    check_header("timestamp,visitorid,event,itemid,transactionid",
-                 ("timestamp", "visitorid", "event", "itemid", "transactionid"), "events.csv")
+    check_header(
+        "timestamp,visitorid,event,itemid,transactionid",
+        ("timestamp", "visitorid", "event", "itemid", "transactionid"),
+        "events.csv",
+    )
     with pytest.raises(SchemaMismatchError, match=r"events.csv.*missing \['visitorid'\]"):
-        check_header("timestamp,visitor,event,itemid,transactionid",
-                     ("timestamp", "visitorid", "event", "itemid", "transactionid"), "events.csv")
+        check_header(
+            "timestamp,visitor,event,itemid,transactionid",
+            ("timestamp", "visitorid", "event", "itemid", "transactionid"),
+            "events.csv",
+        )
 
 
 def test_reconcile_raises_when_a_row_is_unaccounted_for():
-    reconcile({"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1,
-               "after_run_date": 1})
+    reconcile(
+        {"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1, "after_run_date": 1}
+    )
     with pytest.raises(AssertionError, match="do not reconcile"):
-        reconcile({"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1,
-                   "after_run_date": 0})
+        reconcile(
+            {"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1, "after_run_date": 0}
+        )

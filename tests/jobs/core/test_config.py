@@ -22,8 +22,10 @@ def test_relative_paths_resolve_against_the_project_root():
 
 
 def test_environment_overrides_win():
-    cfg = load_config(CONFIGS / "test.yaml", environ={"RECS__EXPORT__TOP_N": "7",
-                                                       "RECS__STORAGE__ENDPOINT_URL": "null"})
+    cfg = load_config(
+        CONFIGS / "test.yaml",
+        environ={"RECS__EXPORT__TOP_N": "7", "RECS__STORAGE__ENDPOINT_URL": "null"},
+    )
     assert cfg.export.top_n == 7
     assert cfg.storage.endpoint_url is None
 

@@ -31,8 +31,13 @@ def test_exact_values_on_a_hand_computed_fixture():
 def test_items_outside_the_truth_users_do_not_count():
     recs = _recs([(1, 1, 10), (9, 1, 10)])
     m = ranking_metrics(recs, _truth([(1, 10)]), ks=(1,))
-    assert m == {"users": 1, "precision_at_1": 1.0, "recall_at_1": 1.0, "ndcg_at_1": 1.0,
-                 "hit_rate_at_1": 1.0}
+    assert m == {
+        "users": 1,
+        "precision_at_1": 1.0,
+        "recall_at_1": 1.0,
+        "ndcg_at_1": 1.0,
+        "hit_rate_at_1": 1.0,
+    }
 
 
 def test_empty_truth_is_an_error():

@@ -21,8 +21,16 @@ def _events(rows):
 
 
 def test_build_interactions_sums_weights_per_visitor_and_item():
-    events = _events([(2, 10, "view"), (1, 10, "view"), (1, 10, "cart"), (1, 10, "purchase"),
-                      (1, 11, "view"), (2, 10, "view")])
+    events = _events(
+        [
+            (2, 10, "view"),
+            (1, 10, "view"),
+            (1, 10, "cart"),
+            (1, 10, "purchase"),
+            (1, 11, "view"),
+            (2, 10, "view"),
+        ]
+    )
     got = build_interactions(events, WEIGHTS)
     assert got.to_dict("records") == [
         {"visitor_id": 1, "item_id": 10, "interaction_weight": 13.0},
@@ -47,29 +55,48 @@ def test_to_matrix_maps_sorted_ids():
 
 
 def test_popularity_ranks_by_weight_then_id_and_respects_exclusions():
-    inter = build_interactions(_events([(1, 3, "view"), (2, 3, "view"), (1, 1, "cart"),
-                                        (3, 2, "view"), (4, 2, "view")]), WEIGHTS)
+    inter = build_interactions(
+        _events([(1, 3, "view"), (2, 3, "view"), (1, 1, "cart"), (3, 2, "view"), (4, 2, "view")]),
+        WEIGHTS,
+    )
     popular = rank_by_popularity(inter)
     assert popular.tolist() == [1, 2, 3]  # 4.0, 2.0 (id 2 < 3), 2.0
     recs = PopularityRecommender(popular).recommend(
-        np.array([1, 9]), 2, exclude=pd.DataFrame({"visitor_id": [1], "item_id": [1]}),
-        unavailable=np.array([2]))
-    assert recs[["visitor_id", "rank", "item_id"]].values.tolist() == [[1, 1, 3], [9, 1, 1],
-                                                                        [9, 2, 3]]
+        np.array([1, 9]),
+        2,
+        exclude=pd.DataFrame({"visitor_id": [1], "item_id": [1]}),
+        unavailable=np.array([2]),
+    )
+    assert recs[["visitor_id", "rank", "item_id"]].values.tolist() == [
+        [1, 1, 3],
+        [9, 1, 1],
+        [9, 2, 3],
+    ]
 
 
 @pytest.fixture(scope="module")
 def als():
     rng = np.random.default_rng(0)
     # Two taste groups: visitors 0-19 like items 0-9, visitors 20-39 like items 10-19.
-    rows = [(v, int(rng.integers(0, 10)) + (10 if v >= 20 else 0), "view")
-            for v in range(40) for _ in range(6)]
+    rows = [
+        (v, int(rng.integers(0, 10)) + (10 if v >= 20 else 0), "view")
+        for v in range(40)
+        for _ in range(6)
+    ]
     inter = build_interactions(_events(rows), WEIGHTS)
     data = to_matrix(inter)
-    params = TrainConfig(factors=4, iterations=10, num_threads=1, random_state=1,
-                         event_weights=WEIGHTS, alpha=5.0, regularization=0.01)
-    return AlsRecommender(fit_als(data, params), data.visitor_ids, data.item_ids,
-                          rank_by_popularity(inter)), inter
+    params = TrainConfig(
+        factors=4,
+        iterations=10,
+        num_threads=1,
+        random_state=1,
+        event_weights=WEIGHTS,
+        alpha=5.0,
+        regularization=0.01,
+    )
+    return AlsRecommender(
+        fit_als(data, params), data.visitor_ids, data.item_ids, rank_by_popularity(inter)
+    ), inter
 
 
 def test_als_lists_are_full_unique_and_filtered(als):
@@ -100,8 +127,9 @@ def test_als_save_load_round_trip(als, tmp_path):
     model, _ = als
     model.save(tmp_path / "m")
     again = AlsRecommender.load(tmp_path / "m")
-    pd.testing.assert_frame_equal(model.recommend(np.array([0, 25]), 5),
-                                  again.recommend(np.array([0, 25]), 5))
+    pd.testing.assert_frame_equal(
+        model.recommend(np.array([0, 25]), 5), again.recommend(np.array([0, 25]), 5)
+    )
 
 
 def test_bad_inputs_are_named(als):

@@ -32,10 +32,14 @@ def test_publish_uploads_files_then_manifest_then_latest(bucket, tmp_path):
     pub = publish(client, storage, "recs", DAY, "r1", files, {"users": 2})
     run = "nightly/recs/dt=2015-09-18/run=r1"
     assert _keys(client, storage.bucket) == [
-        f"{run}/_manifest.json", f"{run}/part-00000.jsonl", f"{run}/part-00000.parquet",
-        "nightly/recs/latest.json"]
-    manifest = json.loads(client.get_object(Bucket=storage.bucket,
-                                            Key=f"{run}/_manifest.json")["Body"].read())
+        f"{run}/_manifest.json",
+        f"{run}/part-00000.jsonl",
+        f"{run}/part-00000.parquet",
+        "nightly/recs/latest.json",
+    ]
+    manifest = json.loads(
+        client.get_object(Bucket=storage.bucket, Key=f"{run}/_manifest.json")["Body"].read()
+    )
     assert manifest["users"] == 2
     assert {f["key"]: (f["size"], f["sha256"]) for f in manifest["files"]} == {
         f"{run}/part-00000.jsonl": (3, sha256_of(files[1])),
