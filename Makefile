@@ -40,7 +40,8 @@ demo: install  ## generate a shop, run the nightly DAG through Airflow for DATE,
 	$(VENV)/bin/python -m jobs.tools.demo --config $(CONFIG) --scale $(SCALE) --date $(DATE)
 
 .PHONY: test
-test: install  ## run the whole test suite (unit, DAG, end to end)
+test: install  ## lint, then the whole test suite (unit, DAG, end to end)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 .PHONY: lint
