@@ -43,5 +43,7 @@ def parse_stage_args(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
+    # py4j logs every gateway call at INFO; its chatter buries the stage's own lines.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     run_date, config = args.pop("run_date"), args.pop("config")
     return StageArgs(run_date=run_date, cfg=load_config(config), extras=args)
