@@ -151,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nlatest.json at s3://{cfg.storage.bucket}/{cfg.storage.prefix}/recommendations/:")
         print(json.dumps(latest, indent=2))
     print(f"\nValidation report: {cfg.paths.reports / 'validation' / f'dt={args.date}'}/index.html")
-    print(
-        "Browse the export:  make s3   (then, in another shell)  AWS_ACCESS_KEY_ID=testing "
-        f"AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {cfg.storage.endpoint_url} "
-        f"s3 ls --recursive s3://{cfg.storage.bucket}/"
-    )
+    print("Browse the export: `make s3` serves it again; see README.md, 'Where results appear'.")
     print(f"[demo] done in {time.monotonic() - started:.0f}s; services stopped")
     return 0
 
