@@ -11,20 +11,17 @@ Run alone:
 from __future__ import annotations
 
 import logging
-import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from jobs.core.cli import parse_stage_args  # noqa: E402
-from jobs.core.metrics import ranking_metrics  # noqa: E402
-from jobs.core.model import (  # noqa: E402
+from jobs.core.cli import parse_stage_args
+from jobs.core.metrics import ranking_metrics
+from jobs.core.model import (
     AlsRecommender,
     PopularityRecommender,
     build_interactions,
     rank_by_popularity,
 )
-from jobs.core.paths import read_partition  # noqa: E402
-from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID  # noqa: E402
+from jobs.core.paths import read_partition
+from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
 
 log = logging.getLogger("evaluate")
 

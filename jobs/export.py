@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from jobs.core.cli import parse_stage_args  # noqa: E402
-from jobs.core.paths import read_partition  # noqa: E402
-from jobs.core.schemas import (  # noqa: E402
+from jobs.core.cli import parse_stage_args
+from jobs.core.paths import read_partition
+from jobs.core.schemas import (
     AVAILABLE,
     EVENT_TYPE,
     ITEM_ID,

@@ -12,25 +12,21 @@ Run alone:
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 
-# One BLAS thread per process: implicit parallelises itself, BLAS threads would oversubscribe.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from jobs.core.cli import parse_stage_args  # noqa: E402
-from jobs.core.config import TrainConfig  # noqa: E402
-from jobs.core.model import (  # noqa: E402
+from jobs.core.cli import parse_stage_args
+from jobs.core.config import TrainConfig
+from jobs.core.model import (
     AlsRecommender,
     InteractionMatrix,
     build_interactions,
     rank_by_popularity,
     to_matrix,
 )
-from jobs.core.paths import read_partition  # noqa: E402
-from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID  # noqa: E402
+from jobs.core.paths import read_partition
+from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
 
 log = logging.getLogger("train")
 
