@@ -1,11 +1,20 @@
-"""Export: the champion's top-N for every visitor, published atomically to object storage.
+"""Export: the champion's top-N for every visitor and similar items for every catalog item,
+published atomically to object storage.
 
 Every visitor with history up to the logical date gets `export.top_n` items from the model that
-holds the `champion` alias (its own fallback fills lists the model cannot: cold visitors,
-short lists), never an item the visitor already bought (`export.exclude_seen_event_types`) nor
-one unavailable in the catalog as of the logical date. Files (Parquet, and JSON Lines in the
-shape of Amazon Personalize batch output) are staged in the lake, then published with
-jobs.core.storage.publish: files, manifest, verification, and only then latest.json.
+holds the `champion` alias, never an item the visitor already bought
+(`export.exclude_seen_event_types`), nor one unavailable in the catalog as of the logical date,
+nor a deny-listed one. Lists the model cannot fill (visitors it has never seen, short lists) are
+filled with popular items of the visitor's top categories, then with recent popularity
+(decayed). Every catalog item gets `export.similar_items` neighbours by cosine of the ALS item
+factors; items without interactions get their category's popular items. Each row says where it
+came from (`als`, `category_popular`, `popular`).
+
+Visitors are scored in batches of `export.visitors_per_file`, one Parquet and one JSON Lines
+file (Amazon Personalize batch output shape) per batch, so memory stays bounded. Files are
+staged in the lake, then published with jobs.core.storage.publish (files, manifest,
+verification, and only then latest.json); older dates beyond `export.retention_days` are
+deleted afterwards.
 
 Run alone:
     python -m jobs.export --run-date 2015-09-18 --config configs/local.yaml [--run-id ID]
@@ -16,16 +25,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from jobs.core.cli import parse_stage_args
+from jobs.core.model import SIMILAR_ITEM_ID, Fallback, build_fallback
 from jobs.core.paths import read_partition
 from jobs.core.schemas import (
     AVAILABLE,
+    CATEGORY_ID,
+    EVENT_TS,
     EVENT_TYPE,
     ITEM_ID,
     MODEL_VERSION,
@@ -37,8 +49,10 @@ from jobs.core.schemas import (
 
 log = logging.getLogger("export")
 
-DATASET = "recommendations"
+RECS_DATASET = "recommendations"
+SIMILAR_DATASET = "similar_items"
 EXPORT_COLUMNS = ["user_id", RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
+SIMILAR_COLUMNS = [ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
 
 
 class NoChampionError(RuntimeError):
@@ -52,41 +66,109 @@ def to_export_rows(recs: pd.DataFrame, model_version: str) -> pd.DataFrame:
     return out[EXPORT_COLUMNS].sort_values(["user_id", RANK]).reset_index(drop=True)
 
 
-def to_personalize_lines(rows: pd.DataFrame) -> list[str]:
-    """One JSON line per user, shaped like Amazon Personalize batch inference output."""
-    lines = []
-    for user_id, group in rows.groupby("user_id", sort=True):
-        lines.append(
-            json.dumps(
-                {
-                    "input": {"userId": str(user_id)},
-                    "output": {
-                        "recommendedItems": [str(i) for i in group[ITEM_ID]],
-                        "scores": [round(float(s), 6) for s in group[SCORE]],
-                    },
-                    "error": None,
-                },
-                separators=(",", ":"),
-            )
+def to_personalize_lines(
+    rows: pd.DataFrame, key: str = "user_id", input_name: str = "userId", item_column: str = ITEM_ID
+) -> list[str]:
+    """One JSON line per key, shaped like Amazon Personalize batch inference output.
+
+    `rows` must be sorted by key, then rank.
+    """
+    keys = rows[key].to_numpy()
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.array([], int)
+    ends = np.r_[starts[1:], len(keys)]
+    items = rows[item_column].astype(str).tolist()
+    scores = np.round(rows[SCORE].to_numpy(dtype=np.float64), 6).tolist()
+    return [
+        json.dumps(
+            {
+                "input": {input_name: str(keys[a])},
+                "output": {"recommendedItems": items[a:b], "scores": scores[a:b]},
+                "error": None,
+            },
+            separators=(",", ":"),
         )
-    return lines
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
-def write_files(rows: pd.DataFrame, out_dir: Path, visitors_per_file: int) -> list[Path]:
-    """Write Parquet and JSON Lines parts of at most `visitors_per_file` users each."""
+def write_part(
+    rows: pd.DataFrame, out_dir: Path, part: int, key: str, input_name: str, item_column: str
+) -> list[Path]:
+    """Write one Parquet and one JSON Lines file for a batch of lists."""
+    parquet = out_dir / f"part-{part:05d}.parquet"
+    rows.to_parquet(parquet, index=False)
+    jsonl = out_dir / f"part-{part:05d}.jsonl"
+    lines = to_personalize_lines(rows, key, input_name, item_column)
+    jsonl.write_text("".join(line + "\n" for line in lines))
+    return [parquet, jsonl]
+
+
+def _reset(out_dir: Path) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    users = rows["user_id"].unique()
-    files = []
-    for part, start in enumerate(range(0, max(len(users), 1), visitors_per_file)):
-        chunk = rows[rows["user_id"].isin(users[start : start + visitors_per_file])]
-        parquet = out_dir / f"part-{part:05d}.parquet"
-        chunk.to_parquet(parquet, index=False)
-        jsonl = out_dir / f"part-{part:05d}.jsonl"
-        jsonl.write_text("".join(line + "\n" for line in to_personalize_lines(chunk)))
-        files += [parquet, jsonl]
-    return files
+
+
+def write_recommendations(
+    recommender,
+    visitors: np.ndarray,
+    n: int,
+    exclude: pd.DataFrame,
+    unavailable: np.ndarray,
+    fallback: Fallback,
+    model_version: str,
+    out_dir: Path,
+    per_file: int,
+) -> tuple[list[Path], dict]:
+    """Score `visitors` (sorted) batch by batch and write each batch's files; returns the files
+    and counts (users, rows, rows by source)."""
+    _reset(out_dir)
+    exclude = exclude.sort_values(VISITOR_ID)
+    excluded_visitors = exclude[VISITOR_ID].to_numpy()
+    files, counts = [], {"users": 0, "rows": 0, "rows_by_source": {}}
+    for part, start in enumerate(range(0, len(visitors), per_file)):
+        batch = visitors[start : start + per_file]
+        lo = np.searchsorted(excluded_visitors, batch[0], side="left")
+        hi = np.searchsorted(excluded_visitors, batch[-1], side="right")
+        recs = recommender.recommend(
+            batch, n, exclude=exclude.iloc[lo:hi], unavailable=unavailable, fallback=fallback
+        )
+        rows = to_export_rows(recs, model_version)
+        files += write_part(rows, out_dir, part, "user_id", "userId", ITEM_ID)
+        _count(counts, rows, "user_id")
+    return files, counts
+
+
+def write_similar_items(
+    recommender,
+    items: np.ndarray,
+    m: int,
+    fallback: Fallback,
+    catalog: pd.DataFrame,
+    unavailable: np.ndarray,
+    model_version: str,
+    out_dir: Path,
+    per_file: int,
+) -> tuple[list[Path], dict]:
+    """Similar items for `items` (sorted), batch by batch; returns the files and counts."""
+    _reset(out_dir)
+    files, counts = [], {"items": 0, "rows": 0, "rows_by_source": {}}
+    for part, start in enumerate(range(0, len(items), per_file)):
+        sims = recommender.similar_items(
+            items[start : start + per_file], m, fallback, catalog, unavailable
+        )
+        sims[MODEL_VERSION] = model_version
+        rows = sims[SIMILAR_COLUMNS].sort_values([ITEM_ID, RANK]).reset_index(drop=True)
+        files += write_part(rows, out_dir, part, ITEM_ID, "itemId", SIMILAR_ITEM_ID)
+        _count(counts, rows, ITEM_ID)
+    return files, counts
+
+
+def _count(counts: dict, rows: pd.DataFrame, key: str) -> None:
+    counts["users" if key == "user_id" else "items"] += int(rows[key].nunique())
+    counts["rows"] += len(rows)
+    for source, k in rows[SOURCE].value_counts().items():
+        counts["rows_by_source"][source] = counts["rows_by_source"].get(source, 0) + int(k)
 
 
 def _default_run_id() -> str:
@@ -98,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     import mlflow.pyfunc
 
-    from jobs.core.storage import publish, s3_client
+    from jobs.core.storage import apply_retention, publish, s3_client
     from jobs.core.tracking import CHAMPION, init_tracking, version_by_alias
 
     args = parse_stage_args(
@@ -111,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    ex = cfg.export
     run_id = args.extras["run_id"] or _default_run_id()
 
     init_tracking(cfg)
@@ -121,44 +204,88 @@ def main(argv: list[str] | None = None) -> int:
             f"not promoted any model yet (see {lake.stage_report(run_date, 'gate')}); "
             "nothing was published"
         )
-    uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
+    version = str(champion.version)
+    uri = f"models:/{cfg.mlflow.model_name}/{version}"
     recommender = mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
 
-    events = read_partition(lake, "silver", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE])
-    catalog = read_partition(lake, "bronze", "catalog", run_date, [ITEM_ID, AVAILABLE])
-    exclude = events[events[EVENT_TYPE].isin(cfg.export.exclude_seen_event_types)]
-    unavailable = catalog.loc[~catalog[AVAILABLE], ITEM_ID].to_numpy(dtype=np.int64)
-    visitors = np.sort(events[VISITOR_ID].unique())
-    recs = recommender.recommend(
-        visitors, cfg.export.top_n, exclude=exclude[[VISITOR_ID, ITEM_ID]], unavailable=unavailable
+    events = read_partition(
+        lake, "silver", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     )
-    rows = to_export_rows(recs, str(champion.version))
-    staged = write_files(
-        rows, lake.partition("exports", DATASET, run_date), cfg.export.visitors_per_file
+    catalog = read_partition(lake, "bronze", "catalog", run_date, [ITEM_ID, CATEGORY_ID, AVAILABLE])
+    blocked = catalog.loc[~catalog[AVAILABLE], ITEM_ID].to_numpy(dtype=np.int64)
+    blocked = np.union1d(blocked, np.asarray(ex.deny_item_ids, dtype=np.int64))
+    as_of = pd.Timestamp(run_date + timedelta(days=1), tz="UTC")
+    fallback = build_fallback(
+        events,
+        catalog,
+        cfg.train.event_weights,
+        as_of,
+        ex.popularity_half_life_days,
+        ex.fallback_categories,
+        depth=max(ex.top_n, ex.similar_items) * 2,
+    ).without(blocked)
+    exclude = events.loc[
+        events[EVENT_TYPE].isin(ex.exclude_seen_event_types), [VISITOR_ID, ITEM_ID]
+    ].drop_duplicates()
+    visitors = np.sort(events[VISITOR_ID].unique())
+    rec_files, rec_counts = write_recommendations(
+        recommender,
+        visitors,
+        ex.top_n,
+        exclude,
+        blocked,
+        fallback,
+        version,
+        lake.partition("exports", RECS_DATASET, run_date),
+        ex.visitors_per_file,
+    )
+    items = np.sort(catalog[ITEM_ID].unique())
+    sim_files, sim_counts = write_similar_items(
+        recommender,
+        items,
+        ex.similar_items,
+        fallback,
+        catalog,
+        blocked,
+        version,
+        lake.partition("exports", SIMILAR_DATASET, run_date),
+        ex.visitors_per_file,
     )
 
-    counts = {
-        "users": int(rows["user_id"].nunique()),
-        "rows": len(rows),
-        "rows_by_source": {k: int(v) for k, v in rows[SOURCE].value_counts().items()},
-        "users_in_scope": len(visitors),
-    }
+    client = s3_client(cfg.storage)
     facts = {
-        **counts,
         "model_name": cfg.mlflow.model_name,
-        "model_version": str(champion.version),
+        "model_version": version,
         "config_hash": cfg.fingerprint(),
-        "top_n": cfg.export.top_n,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    pub = publish(s3_client(cfg.storage), cfg.storage, DATASET, run_date, run_id, staged, facts)
     report = {
-        **counts,
-        "model_version": str(champion.version),
-        "uri": pub.uri,
-        "latest": pub.latest,
-        "files": [f["key"] for f in pub.manifest["files"]],
+        "model_version": version,
+        "users_in_scope": len(visitors),
+        "catalog_items": len(items),
     }
+    for dataset, files, counts, size in (
+        (RECS_DATASET, rec_files, rec_counts, ex.top_n),
+        (SIMILAR_DATASET, sim_files, sim_counts, ex.similar_items),
+    ):
+        pub = publish(
+            client,
+            cfg.storage,
+            dataset,
+            run_date,
+            run_id,
+            files,
+            {**counts, "list_length": size, **facts},
+        )
+        deleted = apply_retention(client, cfg.storage, dataset, run_date, ex.retention_days)
+        report[dataset] = {
+            **counts,
+            "list_length": size,
+            "uri": pub.uri,
+            "latest": pub.latest,
+            "files": [f["key"] for f in pub.manifest["files"]],
+            "retention_deleted": deleted,
+        }
     lake.write_stage_report(run_date, "export", report)
     log.info("export %s: %s", run_date, report)
     return 0

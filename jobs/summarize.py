@@ -80,11 +80,17 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
         )
     ex = reports.get("export")
     if ex:
+        recs, sims = ex["recommendations"], ex["similar_items"]
         lines.append(
-            f"  export    {ex['users']:>10,} users with {ex['rows'] // max(ex['users'], 1)}"
-            f" items each (model version {ex['model_version']}) -> {ex['uri']}"
+            f"  export    {recs['users']:>10,} users x {recs['list_length']} items "
+            f"{recs['rows_by_source']} (model version {ex['model_version']})"
         )
-        lines.append(f"            latest: {ex['latest']['manifest']}")
+        lines.append(f"            latest: {recs['latest']['manifest']}")
+        lines.append(
+            f"  export    {sims['items']:>10,} items x {sims['list_length']} similar items "
+            f"{sims['rows_by_source']}"
+        )
+        lines.append(f"            latest: {sims['latest']['manifest']}")
     missing = [s for s in STAGES if s not in reports]
     if missing:
         lines.append(f"  not run: {', '.join(missing)}")
@@ -100,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "run_date": args.run_date.isoformat(),
         "gate": reports.get("gate", {}).get("decision"),
         "ndcg_at_10": reports.get("evaluate", {}).get("challenger", {}).get("ndcg_at_10"),
-        "users_exported": reports.get("export", {}).get("users"),
-        "latest": reports.get("export", {}).get("latest", {}).get("manifest"),
+        "users_exported": reports.get("export", {}).get("recommendations", {}).get("users"),
+        "latest": reports.get("export", {}).get("recommendations", {}).get("latest", {}),
     }
     print(json.dumps(compact, sort_keys=True))
     return 0

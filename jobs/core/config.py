@@ -104,8 +104,17 @@ class GateConfig(_Section):
 
 class ExportConfig(_Section):
     top_n: int = Field(50, gt=0)
-    # Bounds each exported file: at most this many visitors' lists per file.
-    visitors_per_file: int = Field(200_000, gt=0)
+    # Bounds each exported file, and the memory of scoring: this many visitors' lists per file.
+    visitors_per_file: int = Field(100_000, gt=0)
+    similar_items: int = Field(20, gt=0)
+    # Never recommended nor listed as similar (discontinued products, gift cards, ...).
+    deny_item_ids: tuple[int, ...] = ()
+    # Fallback popularity halves every this many days; lists use the visitor's top categories.
+    popularity_half_life_days: float = Field(7.0, gt=0)
+    fallback_categories: int = Field(3, ge=0)
+    # Publications of the last this many logical dates are kept; older ones are deleted after a
+    # new publication succeeded.
+    retention_days: int = Field(7, gt=0)
     exclude_seen_event_types: tuple[str, ...] = ("purchase",)
 
     @field_validator("exclude_seen_event_types")

@@ -1,9 +1,11 @@
 """Recommenders behind one interface, the interaction matrix, and the MLflow pyfunc wrapper.
 
-Every model answers ``recommend(visitor_ids, n, exclude, unavailable)`` with a frame of
-``visitor_id, rank, item_id, score, source``: at most `n` rows per visitor (rank 1 is best), never
-an item in `exclude` for that visitor nor in `unavailable`. Lists the model cannot fill are topped
-up from global popularity (`source = "popular"`), so evaluation and export see the same lists.
+Every model answers ``recommend(visitor_ids, n, exclude, unavailable, fallback)`` with a frame of
+``visitor_id, rank, item_id, score, source``: `n` rows per visitor (rank 1 is best) as long as
+enough items are available, never an item in `exclude` for that visitor nor in `unavailable`.
+Lists the model cannot fill are topped up by a Fallback: popular items in the visitor's top
+categories (`category_popular`), then popular items overall (`popular`), so evaluation and
+export see the same lists.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from jobs.core.schemas import (
+    CATEGORY_ID,
+    EVENT_TS,
     EVENT_TYPE,
     INTERACTION_WEIGHT,
     ITEM_ID,
@@ -28,8 +32,11 @@ from jobs.core.schemas import (
 )
 
 REC_COLUMNS = [VISITOR_ID, RANK, ITEM_ID, SCORE, SOURCE]
+SIMILAR_ITEM_ID = "similar_item_id"
 # implicit marks filtered items with -FLT_MAX.
 _FILTERED_SCORE = -1e38
+# Fallback priorities: category candidates rank first, global popularity after all of them.
+_GLOBAL_PRIORITY = 1 << 40
 
 
 class UnknownEventTypeError(ValueError):
@@ -77,6 +84,144 @@ def rank_by_popularity(interactions: pd.DataFrame) -> np.ndarray:
     return totals[ITEM_ID].to_numpy(dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """Items for lists a model cannot fill, in order of preference.
+
+    popular: item ids, most popular first. category_items: category_id, item_id, pos (0 = the
+    category's most popular item). visitor_categories: visitor_id, category_id, cat_rank (0 = the
+    visitor's favourite category). Without the two frames, only global popularity is used.
+    """
+
+    popular: np.ndarray
+    category_items: pd.DataFrame | None = None
+    visitor_categories: pd.DataFrame | None = None
+
+    def without(self, items: np.ndarray) -> Fallback:
+        """The same fallback with `items` removed (positions close up)."""
+        popular = self.popular[~np.isin(self.popular, items)]
+        if self.category_items is None:
+            return Fallback(popular)
+        kept = self.category_items[~self.category_items[ITEM_ID].isin(items)]
+        kept = kept.sort_values([CATEGORY_ID, "pos"]).assign(
+            pos=lambda f: f.groupby(CATEGORY_ID).cumcount()
+        )
+        return Fallback(popular, kept, self.visitor_categories)
+
+    def candidates(self, visitor_ids: np.ndarray, depth: int) -> pd.DataFrame:
+        """visitor_id, item_id, priority (lower first), score, source; `depth` items per list."""
+        top = np.asarray(self.popular[:depth], dtype=np.int64)
+        parts = [
+            pd.DataFrame(
+                {
+                    VISITOR_ID: np.repeat(visitor_ids, len(top)),
+                    ITEM_ID: np.tile(top, len(visitor_ids)),
+                    "priority": np.tile(_GLOBAL_PRIORITY + np.arange(len(top)), len(visitor_ids)),
+                    SCORE: np.tile(1.0 / np.arange(1, len(top) + 1), len(visitor_ids)),
+                    SOURCE: "popular",
+                }
+            )
+        ]
+        if self.category_items is not None and self.visitor_categories is not None:
+            mine = self.visitor_categories[self.visitor_categories[VISITOR_ID].isin(visitor_ids)]
+            items = self.category_items[self.category_items["pos"] < depth]
+            by_category = mine.merge(items, on=CATEGORY_ID)
+            parts.insert(
+                0,
+                pd.DataFrame(
+                    {
+                        VISITOR_ID: by_category[VISITOR_ID].to_numpy(),
+                        ITEM_ID: by_category[ITEM_ID].to_numpy(),
+                        "priority": (
+                            by_category["cat_rank"] * depth + by_category["pos"]
+                        ).to_numpy(),
+                        SCORE: 1.0 / (by_category["pos"].to_numpy() + 1.0),
+                        SOURCE: "category_popular",
+                    }
+                ),
+            )
+        return pd.concat(parts, ignore_index=True)
+
+
+def build_fallback(
+    events: pd.DataFrame,
+    catalog: pd.DataFrame,
+    weights: dict[str, float],
+    as_of: pd.Timestamp,
+    half_life_days: float,
+    top_categories: int,
+    depth: int,
+) -> Fallback:
+    """A Fallback from events up to `as_of` and the catalog snapshot.
+
+    Item popularity is the sum of event weights decayed by age (halved every `half_life_days`),
+    so last week's hits outrank last spring's. A visitor's top categories are the
+    `top_categories` categories of the items they interacted with most (undecayed weights).
+    events: visitor_id, item_id, event_type, event_ts (UTC); catalog: item_id, category_id.
+    """
+    if half_life_days <= 0 or top_categories < 0 or depth <= 0:
+        raise ValueError("half_life_days and depth must be positive, top_categories >= 0")
+    age_days = (as_of - pd.to_datetime(events[EVENT_TS], utc=True)).dt.total_seconds() / 86_400
+    weight = events[EVENT_TYPE].map(weights).to_numpy() * np.power(0.5, age_days / half_life_days)
+    decayed = pd.DataFrame({ITEM_ID: events[ITEM_ID].to_numpy(), "w": weight})
+    totals = decayed.groupby(ITEM_ID, as_index=False)["w"].sum()
+    totals = totals.sort_values(["w", ITEM_ID], ascending=[False, True])
+    categories = catalog[[ITEM_ID, CATEGORY_ID]].dropna().astype({CATEGORY_ID: np.int64})
+    ranked = totals.merge(categories, on=ITEM_ID).sort_values(
+        [CATEGORY_ID, "w", ITEM_ID], ascending=[True, False, True]
+    )
+    ranked["pos"] = ranked.groupby(CATEGORY_ID).cumcount()
+    category_items = ranked.loc[ranked["pos"] < depth, [CATEGORY_ID, ITEM_ID, "pos"]]
+    liked = build_interactions(events, weights).merge(categories, on=ITEM_ID)
+    liked = liked.groupby([VISITOR_ID, CATEGORY_ID], as_index=False)[INTERACTION_WEIGHT].sum()
+    liked = liked.sort_values(
+        [VISITOR_ID, INTERACTION_WEIGHT, CATEGORY_ID], ascending=[True, False, True]
+    )
+    liked["cat_rank"] = liked.groupby(VISITOR_ID).cumcount()
+    visitor_categories = liked.loc[
+        liked["cat_rank"] < top_categories, [VISITOR_ID, CATEGORY_ID, "cat_rank"]
+    ]
+    return Fallback(
+        totals[ITEM_ID].to_numpy(dtype=np.int64),
+        category_items.reset_index(drop=True),
+        visitor_categories.reset_index(drop=True),
+    )
+
+
+def fill_lists(
+    listed: pd.DataFrame,
+    visitor_ids: np.ndarray,
+    n: int,
+    fallback: Fallback,
+    exclude: pd.DataFrame | None,
+    unavailable: np.ndarray | None,
+) -> pd.DataFrame:
+    """Top up each visitor's list in `listed` to `n` rows from `fallback`, skipping duplicates,
+    excluded and unavailable items. Returns all lists, sorted by visitor and rank."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    counts = listed.groupby(VISITOR_ID).size().reindex(visitor_ids, fill_value=0)
+    short = counts[counts < n].index.to_numpy()
+    if len(short) == 0:
+        return listed.sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
+    skip = [listed.loc[listed[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]]]
+    if exclude is not None and not exclude.empty:
+        skip.append(exclude.loc[exclude[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]])
+    skip = pd.concat(skip, ignore_index=True)
+    most_skipped = int(skip.groupby(VISITOR_ID).size().max()) if len(skip) else 0
+    if unavailable is not None and len(unavailable):
+        fallback = fallback.without(unavailable)
+    cand = fallback.candidates(short, n + most_skipped)
+    cand = cand.merge(
+        skip.drop_duplicates().assign(_skip=True), on=[VISITOR_ID, ITEM_ID], how="left"
+    )
+    cand = cand[cand["_skip"].isna()].sort_values([VISITOR_ID, "priority"], kind="stable")
+    cand = cand.drop_duplicates([VISITOR_ID, ITEM_ID])
+    cand[RANK] = cand.groupby(VISITOR_ID).cumcount() + 1 + cand[VISITOR_ID].map(counts)
+    fill = cand.loc[cand[RANK] <= n, REC_COLUMNS]
+    return pd.concat([listed, fill]).sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
+
+
 class PopularityRecommender:
     """The baseline: the same most-popular list for everyone, minus what each visitor excludes."""
 
@@ -91,8 +236,11 @@ class PopularityRecommender:
         n: int,
         exclude: pd.DataFrame | None = None,
         unavailable: np.ndarray | None = None,
+        fallback: Fallback | None = None,
     ) -> pd.DataFrame:
-        return _popular_lists(self.popular_items, np.asarray(visitor_ids), n, exclude, unavailable)
+        visitors = np.unique(np.asarray(visitor_ids, dtype=np.int64))
+        fallback = fallback or Fallback(self.popular_items)
+        return fill_lists(_empty_lists(), visitors, n, fallback, exclude, unavailable)
 
 
 class AlsRecommender:
@@ -114,6 +262,7 @@ class AlsRecommender:
         n: int,
         exclude: pd.DataFrame | None = None,
         unavailable: np.ndarray | None = None,
+        fallback: Fallback | None = None,
     ) -> pd.DataFrame:
         visitor_ids = np.unique(np.asarray(visitor_ids, dtype=np.int64))
         if n <= 0:
@@ -141,17 +290,71 @@ class AlsRecommender:
                 SOURCE: self.name,
             }
         )
-        # Top up short and cold lists from popularity, skipping what is already listed.
-        counts = als.groupby(VISITOR_ID).size().reindex(visitor_ids, fill_value=0)
-        short = counts[counts < n].index.to_numpy()
-        if len(short) == 0:
-            return als.sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
-        listed = als.loc[als[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]]
-        skip = listed if exclude is None else pd.concat([exclude[[VISITOR_ID, ITEM_ID]], listed])
-        fill = _popular_lists(self.popular_items, short, n, skip, unavailable)
-        fill[RANK] += fill[VISITOR_ID].map(counts).to_numpy()
-        fill = fill[fill[RANK] <= n]
-        return pd.concat([als, fill]).sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
+        return fill_lists(
+            als, visitor_ids, n, fallback or Fallback(self.popular_items), exclude, unavailable
+        )
+
+    def similar_items(
+        self,
+        item_ids: np.ndarray,
+        m: int,
+        fallback: Fallback,
+        item_categories: pd.DataFrame,
+        unavailable: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """Top-`m` neighbours per item: item_id, rank, similar_item_id, score, source.
+
+        Items the model knows get the closest items by cosine of their ALS factors (`als`);
+        the rest, and short lists, are filled with the most popular items of the item's own
+        category (`category_popular`), then overall (`popular`). Never the item itself nor an
+        unavailable item. item_categories: item_id, category_id (the catalog snapshot).
+        """
+        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+        rows = _index_of(self.item_ids, item_ids)
+        known = item_ids[rows >= 0]
+        filter_items = None
+        if unavailable is not None and len(unavailable):
+            idx = _index_of(self.item_ids, np.asarray(unavailable, dtype=np.int64))
+            filter_items = idx[idx >= 0]
+        als = _empty_lists()
+        if len(known):
+            n_model = min(m + 1, len(self.item_ids))
+            ids, scores = self.model.similar_items(
+                rows[rows >= 0], N=n_model, filter_items=filter_items
+            )
+            neighbour = self.item_ids[ids]
+            ok = (scores > _FILTERED_SCORE) & (neighbour != known[:, None])
+            rank = np.cumsum(ok, axis=1)
+            ok &= rank <= m
+            item_pos, _ = np.nonzero(ok)
+            als = pd.DataFrame(
+                {
+                    VISITOR_ID: known[item_pos],
+                    RANK: rank[ok],
+                    ITEM_ID: neighbour[ok],
+                    SCORE: scores[ok].astype(np.float64),
+                    SOURCE: self.name,
+                }
+            )
+        own_category = item_categories.loc[
+            item_categories[ITEM_ID].isin(item_ids), [ITEM_ID, CATEGORY_ID]
+        ].dropna()
+        by_item = Fallback(
+            fallback.popular,
+            fallback.category_items,
+            pd.DataFrame(
+                {
+                    VISITOR_ID: own_category[ITEM_ID].to_numpy(dtype=np.int64),
+                    CATEGORY_ID: own_category[CATEGORY_ID].to_numpy(dtype=np.int64),
+                    "cat_rank": 0,
+                }
+            ),
+        )
+        itself = pd.DataFrame({VISITOR_ID: item_ids, ITEM_ID: item_ids})
+        lists = fill_lists(als, item_ids, m, by_item, itself, unavailable)
+        return lists.rename(columns={ITEM_ID: SIMILAR_ITEM_ID}).rename(
+            columns={VISITOR_ID: ITEM_ID}
+        )[[ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -218,35 +421,13 @@ def _exclusion_matrix(
     return matrix
 
 
-def _popular_lists(
-    popular: np.ndarray,
-    visitor_ids: np.ndarray,
-    n: int,
-    exclude: pd.DataFrame | None,
-    unavailable: np.ndarray | None,
-) -> pd.DataFrame:
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    candidates = popular
-    if unavailable is not None and len(unavailable):
-        candidates = candidates[~np.isin(candidates, unavailable)]
-    max_skip = (
-        0 if exclude is None or exclude.empty else int(exclude.groupby(VISITOR_ID).size().max())
-    )
-    candidates = candidates[: n + max_skip]
-    grid = pd.DataFrame(
+def _empty_lists() -> pd.DataFrame:
+    return pd.DataFrame(
         {
-            VISITOR_ID: np.repeat(visitor_ids, len(candidates)),
-            ITEM_ID: np.tile(candidates, len(visitor_ids)),
-            # Popular items score 1/position in the popularity ranking, in (0, 1].
-            SCORE: np.tile(1.0 / np.arange(1, len(candidates) + 1), len(visitor_ids)),
+            VISITOR_ID: pd.Series(dtype=np.int64),
+            RANK: pd.Series(dtype=np.int64),
+            ITEM_ID: pd.Series(dtype=np.int64),
+            SCORE: pd.Series(dtype=np.float64),
+            SOURCE: pd.Series(dtype=object),
         }
     )
-    if max_skip:
-        skip = exclude[[VISITOR_ID, ITEM_ID]].drop_duplicates().assign(_skip=True)
-        grid = grid.merge(skip, on=[VISITOR_ID, ITEM_ID], how="left")
-        grid = grid[grid["_skip"].isna()].drop(columns="_skip")
-    grid[RANK] = grid.groupby(VISITOR_ID).cumcount() + 1
-    grid = grid[grid[RANK] <= n]
-    grid[SOURCE] = "popular"
-    return grid[REC_COLUMNS].reset_index(drop=True)

@@ -141,13 +141,35 @@ def _verify(client, bucket: str, entries: list[dict[str, Any]]) -> None:
             )
 
 
-def _delete_other_runs(client, bucket: str, date_prefix: str, keep_prefix: str) -> None:
+def _delete_other_runs(client, bucket: str, date_prefix: str, keep_prefix: str | None) -> None:
+    """Delete every object under date_prefix, except those of the run at keep_prefix."""
     paginator = client.get_paginator("list_objects_v2")
     stale = [
         {"Key": obj["Key"]}
         for page in paginator.paginate(Bucket=bucket, Prefix=date_prefix)
         for obj in page.get("Contents", [])
-        if not obj["Key"].startswith(keep_prefix + "/")
+        if keep_prefix is None or not obj["Key"].startswith(keep_prefix + "/")
     ]
     for start in range(0, len(stale), 1000):
         client.delete_objects(Bucket=bucket, Delete={"Objects": stale[start : start + 1000]})
+
+
+def apply_retention(
+    client, storage: StorageConfig, dataset: str, run_date: date, keep_days: int
+) -> list[str]:
+    """Delete the publications of all but the `keep_days` newest logical dates (and run_date).
+
+    Call only after a publication succeeded. Returns the deleted dt= prefixes.
+    """
+    root = dataset_prefix(storage, dataset)
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=storage.bucket, Prefix=f"{root}/dt=", Delimiter="/"
+    )
+    dates = sorted(
+        {p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])}, reverse=True
+    )
+    keep = set(dates[:keep_days]) | {f"{root}/dt={run_date.isoformat()}/"}
+    stale = [d for d in dates if d not in keep]
+    for prefix in stale:
+        _delete_other_runs(client, storage.bucket, prefix, keep_prefix=None)
+    return stale

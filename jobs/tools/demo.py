@@ -147,20 +147,20 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         print("\n".join(summary.stdout.splitlines()[-20:-1]))
-        latest = _read_latest(cfg)
-        print(f"\nlatest.json at s3://{cfg.storage.bucket}/{cfg.storage.prefix}/recommendations/:")
-        print(json.dumps(latest, indent=2))
+        for dataset in ("recommendations", "similar_items"):
+            print(f"\n{dataset}/latest.json:")
+            print(json.dumps(_read_latest(cfg, dataset), indent=2))
     print(f"\nValidation report: {cfg.paths.reports / 'validation' / f'dt={args.date}'}/index.html")
     print("Browse the export: `make s3` serves it again; see README.md, 'Where results appear'.")
     print(f"[demo] done in {time.monotonic() - started:.0f}s; services stopped")
     return 0
 
 
-def _read_latest(cfg: Config) -> dict:
+def _read_latest(cfg: Config, dataset: str) -> dict:
     from jobs.core.storage import LATEST, dataset_prefix, s3_client
 
     client = s3_client(cfg.storage)
-    key = f"{dataset_prefix(cfg.storage, 'recommendations')}/{LATEST}"
+    key = f"{dataset_prefix(cfg.storage, dataset)}/{LATEST}"
     return json.loads(client.get_object(Bucket=cfg.storage.bucket, Key=key)["Body"].read())
 
 

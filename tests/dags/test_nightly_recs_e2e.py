@@ -7,12 +7,14 @@ file checksums in the manifest) under a new run folder.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -101,10 +103,25 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert {f["key"]: f["size"] for f in manifest["files"]}.items() <= stored.items()
     assert manifest["users"] > 0 and manifest["model_version"] == "1"
     assert manifest["rows"] == manifest["users"] * cfg.export.top_n
-    first_line = client.get_object(
-        Bucket="e2e", Key=next(f["key"] for f in manifest["files"] if f["key"].endswith(".jsonl"))
-    )["Body"].readline()
-    assert len(json.loads(first_line)["output"]["recommendedItems"]) == cfg.export.top_n
+    exported = pd.concat(
+        pd.read_parquet(io.BytesIO(client.get_object(Bucket="e2e", Key=f["key"])["Body"].read()))
+        for f in manifest["files"]
+        if f["key"].endswith(".parquet")
+    )
+    silver = pd.read_parquet(lake / "silver/events/dt=2015-09-18")
+    catalog = pd.read_parquet(lake / "bronze/catalog/dt=2015-09-18")
+    assert exported["user_id"].nunique() == silver["visitor_id"].nunique()
+    assert (exported.groupby("user_id").size() == cfg.export.top_n).all()
+    assert not exported.duplicated(["user_id", "item_id"]).any()
+    bought = silver[silver["event_type"] == "purchase"]
+    assert exported.merge(
+        bought, left_on=["user_id", "item_id"], right_on=["visitor_id", "item_id"]
+    ).empty
+    assert not exported["item_id"].isin(catalog.loc[~catalog["available"], "item_id"]).any()
+    assert {"als", "popular"} <= set(exported["source"])
+    similar_latest = _get_json(client, "e2e", "nightly/similar_items/latest.json")
+    similar = _get_json(client, "e2e", similar_latest["manifest"].removeprefix("s3://e2e/"))
+    assert similar["items"] == len(catalog) and similar["rows"] == len(catalog) * 20
 
     # MLflow: the run has params, metrics and a model that is now the champion.
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
@@ -116,8 +133,6 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert run.data.metrics["ndcg_at_10"] > run.data.metrics["popularity_ndcg_at_10"]
     assert run.data.tags["gate.decision"] == "promoted"
     loaded = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.model_name}@champion")
-    import pandas as pd
-
     visitors = pd.read_parquet(lake / "splits/train/dt=2015-09-18")["visitor_id"].unique()[:3]
     predicted = loaded.predict(pd.DataFrame({"visitor_id": visitors}), params={"n": 5})
     assert predicted.groupby("visitor_id").size().tolist() == [5, 5, 5]

@@ -1,9 +1,11 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.export import to_export_rows, to_personalize_lines, write_files
+from jobs.core.model import Fallback, PopularityRecommender
+from jobs.export import to_export_rows, to_personalize_lines, write_recommendations
 
 
 @pytest.fixture()
@@ -38,19 +40,34 @@ def test_personalize_lines_match_the_batch_output_shape(recs):
         "output": {"recommendedItems": ["10", "20"], "scores": [0.75, 0.25]},
         "error": None,
     }
-    assert len(lines) == 3
+    assert [json.loads(line)["input"]["userId"] for line in lines] == ["1", "2", "3"]
+    sims = pd.DataFrame({"item_id": [5, 5], "similar_item_id": [6, 7], "score": [0.9, 0.8]})
+    assert json.loads(to_personalize_lines(sims, "item_id", "itemId", "similar_item_id")[0]) == {
+        "input": {"itemId": "5"},
+        "output": {"recommendedItems": ["6", "7"], "scores": [0.9, 0.8]},
+        "error": None,
+    }
 
 
-def test_files_hold_at_most_the_configured_number_of_users(recs, tmp_path):
+def test_every_visitor_gets_n_items_none_bought_none_unavailable_in_bounded_files(tmp_path):
+    visitors = np.arange(1, 8)
+    bought = pd.DataFrame({"visitor_id": [1, 1, 4], "item_id": [100, 101, 102]})
+    unavailable = np.array([103])
+    model = PopularityRecommender(np.arange(100, 110))
     out = tmp_path / "export"
     (out / "stale").mkdir(parents=True)
-    files = write_files(to_export_rows(recs, "7"), out, visitors_per_file=2)
+    files, counts = write_recommendations(
+        model, visitors, 3, bought, unavailable, Fallback(model.popular_items), "7", out, per_file=3
+    )
     assert [f.name for f in files] == [
-        "part-00000.parquet",
-        "part-00000.jsonl",
-        "part-00001.parquet",
-        "part-00001.jsonl",
+        f"part-{p:05d}.{ext}" for p in range(3) for ext in ("parquet", "jsonl")
     ]
     assert not (out / "stale").exists()
-    assert pd.read_parquet(files[0])["user_id"].unique().tolist() == [1, 2]
-    assert files[3].read_text().count("\n") == 1
+    rows = pd.concat(pd.read_parquet(f) for f in files if f.suffix == ".parquet")
+    assert rows.groupby("user_id").size().to_dict() == dict.fromkeys(range(1, 8), 3)
+    assert not rows.duplicated(["user_id", "item_id"]).any()
+    assert not rows["item_id"].eq(103).any()
+    assert rows.loc[rows["user_id"] == 1, "item_id"].tolist() == [102, 104, 105]
+    assert rows.loc[rows["user_id"] == 4, "item_id"].tolist() == [100, 101, 104]
+    assert counts == {"users": 7, "rows": 21, "rows_by_source": {"popular": 21}}
+    assert sum(f.read_text().count("\n") for f in files if f.suffix == ".jsonl") == 7

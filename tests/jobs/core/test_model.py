@@ -5,8 +5,10 @@ import pytest
 from jobs.core.config import TrainConfig
 from jobs.core.model import (
     AlsRecommender,
+    Fallback,
     PopularityRecommender,
     UnknownEventTypeError,
+    build_fallback,
     build_interactions,
     rank_by_popularity,
     to_matrix,
@@ -139,3 +141,77 @@ def test_bad_inputs_are_named(als):
     empty = to_matrix(build_interactions(_events([(1, 1, "view")]), {"view": 0.0}))
     with pytest.raises(EmptyTrainingSetError):
         fit_als(empty, TrainConfig(event_weights=WEIGHTS))
+
+
+def test_build_fallback_decays_popularity_and_ranks_visitor_categories():
+    ts = pd.to_datetime(
+        ["2015-09-18", "2015-09-18", "2015-08-01", "2015-08-01", "2015-08-01", "2015-09-10"],
+        utc=True,
+    )
+    events = _events(
+        [
+            (1, 10, "view"),
+            (2, 10, "view"),
+            (1, 20, "purchase"),
+            (3, 20, "view"),
+            (3, 30, "view"),
+            (1, 30, "cart"),
+        ]
+    ).assign(event_ts=ts)
+    catalog = pd.DataFrame({"item_id": [10, 20, 30], "category_id": [100, 200, 200]})
+    fb = build_fallback(
+        events,
+        catalog,
+        WEIGHTS,
+        pd.Timestamp("2015-09-19", tz="UTC"),
+        half_life_days=7,
+        top_categories=1,
+        depth=5,
+    )
+    # Item 10: two fresh views (~1.8); item 20: 9 weight 7 weeks old (~0.07); 30: 4 at 9 days.
+    assert fb.popular.tolist() == [10, 30, 20]
+    assert fb.category_items.values.tolist() == [[100, 10, 0], [200, 30, 0], [200, 20, 1]]
+    # Visitor 1: category 200 (8 + 4) beats 100 (1). Visitor 3: tie in 200 only.
+    assert fb.visitor_categories.values.tolist() == [[1, 200, 0], [2, 100, 0], [3, 200, 0]]
+    with pytest.raises(ValueError, match="half_life_days"):
+        build_fallback(events, catalog, WEIGHTS, pd.Timestamp("2015-09-19", tz="UTC"), 0, 1, 5)
+
+
+def test_fallback_fills_from_the_visitors_categories_before_global_popularity():
+    fb = Fallback(
+        np.array([1, 2, 3, 4]),
+        pd.DataFrame({"category_id": [7, 7], "item_id": [4, 3], "pos": [0, 1]}),
+        pd.DataFrame({"visitor_id": [5], "category_id": [7], "cat_rank": [0]}),
+    )
+    recs = PopularityRecommender(fb.popular).recommend(
+        np.array([5, 6]), 3, exclude=pd.DataFrame({"visitor_id": [5], "item_id": [3]}), fallback=fb
+    )
+    assert recs[["visitor_id", "item_id", "source"]].values.tolist() == [
+        [5, 4, "category_popular"],
+        [5, 1, "popular"],
+        [5, 2, "popular"],
+        [6, 1, "popular"],
+        [6, 2, "popular"],
+        [6, 3, "popular"],
+    ]
+
+
+def test_similar_items_by_factors_then_by_category(als):
+    model, inter = als
+    categories = pd.DataFrame({"item_id": [0, 12, 999], "category_id": [1, 2, 2]})
+    fb = Fallback(
+        rank_by_popularity(inter),
+        pd.DataFrame({"category_id": [2, 2], "item_id": [12, 13], "pos": [0, 1]}),
+        None,
+    )
+    sims = model.similar_items(np.array([0, 12, 999]), 4, fb, categories, unavailable=np.array([1]))
+    assert sims.groupby("item_id").size().to_dict() == {0: 4, 12: 4, 999: 4}
+    assert not (sims["item_id"] == sims["similar_item_id"]).any()
+    assert not sims["similar_item_id"].eq(1).any()
+    # Item 0 is in the first taste group: its neighbours are too.
+    assert sims.loc[sims["item_id"] == 0, "similar_item_id"].lt(10).all()
+    assert set(sims.loc[sims["item_id"] == 0, "source"]) == {"als"}
+    # Item 999 is new: its category's popular items first.
+    new = sims[sims["item_id"] == 999]
+    assert new["similar_item_id"].tolist()[:2] == [12, 13]
+    assert new["source"].tolist()[:2] == ["category_popular", "category_popular"]

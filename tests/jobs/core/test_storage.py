@@ -3,7 +3,7 @@ from datetime import date
 
 import pytest
 
-from jobs.core.storage import PublicationError, publish, sha256_of
+from jobs.core.storage import PublicationError, apply_retention, publish, sha256_of
 
 DAY = date(2015, 9, 18)
 
@@ -100,3 +100,14 @@ def test_a_corrupted_upload_is_caught_before_latest_moves(bucket, tmp_path):
     with pytest.raises(PublicationError, match="latest.json untouched"):
         publish(_Corrupting(client, 0), storage, "recs", DAY, "r1", files, {})
     assert "nightly/recs/latest.json" not in _keys(client, storage.bucket)
+
+
+def test_retention_keeps_the_newest_days_and_the_run_date(bucket, tmp_path):
+    client, storage = bucket
+    files = _files(tmp_path, {"a.jsonl": b"1\n"})
+    for day in (1, 2, 3, 4):
+        publish(client, storage, "recs", date(2015, 9, day), f"r{day}", files, {})
+    deleted = apply_retention(client, storage, "recs", date(2015, 9, 1), keep_days=2)
+    assert deleted == ["nightly/recs/dt=2015-09-02/"]
+    dates = {k.split("/")[2] for k in _keys(client, storage.bucket) if "/dt=" in k}
+    assert dates == {"dt=2015-09-01", "dt=2015-09-03", "dt=2015-09-04"}
