@@ -25,15 +25,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from jobs.core.cli import parse_stage_args
-from jobs.core.model import SIMILAR_ITEM_ID, Fallback, build_fallback
-from jobs.core.paths import read_partition
+from jobs.core.config import Config
+from jobs.core.model import SIMILAR_ITEM_ID, AlsRecommender, Fallback, build_fallback
+from jobs.core.paths import Lake, read_partition
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -176,26 +178,25 @@ def _default_run_id() -> str:
     return "manual-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass(frozen=True)
+class ExportInputs:
+    recommender: AlsRecommender
+    model_version: str
+    visitors: np.ndarray  # everyone with history up to the logical date, sorted
+    exclude: pd.DataFrame  # visitor_id, item_id never to recommend back
+    blocked: np.ndarray  # item ids unavailable or deny-listed
+    fallback: Fallback
+    catalog: pd.DataFrame  # item_id, category_id, available
+
+
+def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
+    """The champion and everything the export filters by, as of the logical date."""
     import mlflow
     import mlflow.pyfunc
 
-    from jobs.core.storage import apply_retention, publish, s3_client
     from jobs.core.tracking import CHAMPION, init_tracking, version_by_alias
 
-    args = parse_stage_args(
-        argv,
-        __doc__,
-        lambda p: p.add_argument(
-            "--run-id",
-            default=None,
-            help="names this attempt's folder (default: manual-<UTC time>)",
-        ),
-    )
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
     ex = cfg.export
-    run_id = args.extras["run_id"] or _default_run_id()
-
     init_tracking(cfg)
     champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
     if champion is None:
@@ -207,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     version = str(champion.version)
     uri = f"models:/{cfg.mlflow.model_name}/{version}"
     recommender = mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
-
     events = read_partition(
         lake, "silver", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     )
@@ -227,26 +227,54 @@ def main(argv: list[str] | None = None) -> int:
     exclude = events.loc[
         events[EVENT_TYPE].isin(ex.exclude_seen_event_types), [VISITOR_ID, ITEM_ID]
     ].drop_duplicates()
-    visitors = np.sort(events[VISITOR_ID].unique())
-    rec_files, rec_counts = write_recommendations(
+    return ExportInputs(
         recommender,
-        visitors,
-        ex.top_n,
+        version,
+        np.sort(events[VISITOR_ID].unique()),
         exclude,
         blocked,
         fallback,
+        catalog,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.core.storage import apply_retention, publish, s3_client
+
+    args = parse_stage_args(
+        argv,
+        __doc__,
+        lambda p: p.add_argument(
+            "--run-id",
+            default=None,
+            help="names this attempt's folder (default: manual-<UTC time>)",
+        ),
+    )
+    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    ex = cfg.export
+    run_id = args.extras["run_id"] or _default_run_id()
+
+    inputs = load_inputs(cfg, lake, run_date)
+    version = inputs.model_version
+    rec_files, rec_counts = write_recommendations(
+        inputs.recommender,
+        inputs.visitors,
+        ex.top_n,
+        inputs.exclude,
+        inputs.blocked,
+        inputs.fallback,
         version,
         lake.partition("exports", RECS_DATASET, run_date),
         ex.visitors_per_file,
     )
-    items = np.sort(catalog[ITEM_ID].unique())
+    items = np.sort(inputs.catalog[ITEM_ID].unique())
     sim_files, sim_counts = write_similar_items(
-        recommender,
+        inputs.recommender,
         items,
         ex.similar_items,
-        fallback,
-        catalog,
-        blocked,
+        inputs.fallback,
+        inputs.catalog,
+        inputs.blocked,
         version,
         lake.partition("exports", SIMILAR_DATASET, run_date),
         ex.visitors_per_file,
@@ -261,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report = {
         "model_version": version,
-        "users_in_scope": len(visitors),
+        "users_in_scope": len(inputs.visitors),
         "catalog_items": len(items),
     }
     for dataset, files, counts, size in (
