@@ -14,7 +14,7 @@ Every night, for the logical date `ds`:
 | train | implicit ALS, logged and registered in MLflow as `challenger` | python |
 | evaluate | challenger vs popularity vs champion on the test window | python |
 | gate | promotes the challenger to `champion`, or is **skipped** when it is worse | python |
-| export | champion's top-N per visitor and similar items per catalog item -> S3 (files, manifest, then latest.json) | python |
+| export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | python |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 
 A skipped `gate` means the run was gated: the export republishes the existing champion.
