@@ -271,10 +271,7 @@ class AlsRecommender:
         warm = visitor_ids[known]
         rows = _index_of(self.visitor_ids, warm)
         excluded = _exclusion_matrix(exclude, warm, self.item_ids)
-        filter_items = None
-        if unavailable is not None and len(unavailable):
-            idx = _index_of(self.item_ids, np.asarray(unavailable, dtype=np.int64))
-            filter_items = idx[idx >= 0]
+        filter_items = self._item_positions(unavailable)
         n_model = min(n, len(self.item_ids))
         ids, scores = self.model.recommend(
             rows, excluded, N=n_model, filter_already_liked_items=True, filter_items=filter_items
@@ -312,10 +309,7 @@ class AlsRecommender:
         item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
         rows = _index_of(self.item_ids, item_ids)
         known = item_ids[rows >= 0]
-        filter_items = None
-        if unavailable is not None and len(unavailable):
-            idx = _index_of(self.item_ids, np.asarray(unavailable, dtype=np.int64))
-            filter_items = idx[idx >= 0]
+        filter_items = self._item_positions(unavailable)
         als = _empty_lists()
         if len(known):
             n_model = min(m + 1, len(self.item_ids))
@@ -355,6 +349,13 @@ class AlsRecommender:
         return lists.rename(columns={ITEM_ID: SIMILAR_ITEM_ID}).rename(
             columns={VISITOR_ID: ITEM_ID}
         )[[ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]]
+
+    def _item_positions(self, item_ids: np.ndarray | None) -> np.ndarray | None:
+        """Model columns of the given items (unknown ones dropped), for implicit's filter_items."""
+        if item_ids is None or len(item_ids) == 0:
+            return None
+        idx = _index_of(self.item_ids, np.asarray(item_ids, dtype=np.int64))
+        return idx[idx >= 0]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
