@@ -15,7 +15,6 @@ import logging
 from jobs.core.cli import parse_stage_args
 from jobs.core.metrics import ranking_metrics
 from jobs.core.model import (
-    AlsRecommender,
     PopularityRecommender,
     build_interactions,
     rank_by_popularity,
@@ -36,16 +35,10 @@ def evaluate_model(
     return ranking_metrics(recs, warm[[VISITOR_ID, ITEM_ID]], ks)
 
 
-def _load_recommender(uri: str) -> AlsRecommender:
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
-
-
 def main(argv: list[str] | None = None) -> int:
     import mlflow
 
-    from jobs.core.tracking import CHAMPION, init_tracking, version_by_alias
+    from jobs.core.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
@@ -60,16 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         rank_by_popularity(build_interactions(train, cfg.train.event_weights))
     )
     results = {
-        "challenger": evaluate_model(
-            _load_recommender(trained["model_uri"]), train, test, ks, excl
-        ),
+        "challenger": evaluate_model(load_recommender(trained["model_uri"]), train, test, ks, excl),
         "popularity": evaluate_model(popular, train, test, ks, excl),
         "champion": None,
     }
     champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
     if champion is not None:
         uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
-        results["champion"] = evaluate_model(_load_recommender(uri), train, test, ks, excl)
+        results["champion"] = evaluate_model(load_recommender(uri), train, test, ks, excl)
     with mlflow.start_run(run_id=trained["run_id"]):
         for name, metrics in results.items():
             if metrics is None:

@@ -26,7 +26,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ import pandas as pd
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import Config
 from jobs.core.model import SIMILAR_ITEM_ID, AlsRecommender, Fallback, build_fallback
-from jobs.core.paths import Lake, read_partition
+from jobs.core.paths import Lake, end_of_day, read_partition
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -192,9 +192,8 @@ class ExportInputs:
 def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
     """The champion and everything the export filters by, as of the logical date."""
     import mlflow
-    import mlflow.pyfunc
 
-    from jobs.core.tracking import CHAMPION, init_tracking, version_by_alias
+    from jobs.core.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
     ex = cfg.export
     init_tracking(cfg)
@@ -206,15 +205,14 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
             "nothing was published"
         )
     version = str(champion.version)
-    uri = f"models:/{cfg.mlflow.model_name}/{version}"
-    recommender = mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
+    recommender = load_recommender(f"models:/{cfg.mlflow.model_name}/{version}")
     events = read_partition(
         lake, "silver", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     )
     catalog = read_partition(lake, "bronze", "catalog", run_date, [ITEM_ID, CATEGORY_ID, AVAILABLE])
     blocked = catalog.loc[~catalog[AVAILABLE], ITEM_ID].to_numpy(dtype=np.int64)
     blocked = np.union1d(blocked, np.asarray(ex.deny_item_ids, dtype=np.int64))
-    as_of = pd.Timestamp(run_date + timedelta(days=1), tz="UTC")
+    as_of = pd.Timestamp(end_of_day(run_date))
     fallback = build_fallback(
         events,
         catalog,

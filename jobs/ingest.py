@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.core.cli import parse_stage_args
+from jobs.core.paths import end_of_day
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -61,11 +62,6 @@ class ParsedEvents:
     accepted: DataFrame  # bronze schema, duplicates still in
     quarantined: DataFrame  # raw_line, reason
     later: DataFrame  # rows after the logical date, left for later runs
-
-
-def end_of_day(run_date: date) -> datetime:
-    """The exclusive upper bound of the logical date, 00:00 UTC of the next day."""
-    return datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 def check_header(header_line: str, expected: tuple[str, ...], file_name: str) -> None:
@@ -192,23 +188,30 @@ def main(argv: list[str] | None = None) -> int:
     lines = _read_lines(spark, cfg.paths.raw / EVENTS_FILE, EVENTS_HEADER).cache()
     parsed = parse_events(lines, until)
     accepted = parsed.accepted.cache()
-    deduped = accepted.dropDuplicates().orderBy(EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE)
-    counts = {
-        "raw_rows": lines.count(),
-        "accepted": deduped.count(),
-        "quarantined": parsed.quarantined.count(),
-    }
-    counts["duplicates"] = accepted.count() - counts["accepted"]
-    counts["after_run_date"] = parsed.later.count()
-    deduped.write.mode("overwrite").parquet(str(lake.partition("bronze", "events", run_date)))
+    bronze_path = lake.partition("bronze", "events", run_date)
     quarantine_path = lake.partition("quarantine", "events", run_date)
+    accepted.dropDuplicates().orderBy(EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE).write.mode(
+        "overwrite"
+    ).parquet(str(bronze_path))
     parsed.quarantined.orderBy(REASON, RAW_LINE).write.mode("overwrite").parquet(
         str(quarantine_path)
     )
+    # Count what was written (cheap Parquet reads), not what was meant to be written.
     reasons = {
         r[REASON]: r["count"]
-        for r in parsed.quarantined.groupBy(REASON).count().orderBy(F.desc("count")).collect()
+        for r in spark.read.parquet(str(quarantine_path))
+        .groupBy(REASON)
+        .count()
+        .orderBy(F.desc("count"), REASON)
+        .collect()
     }
+    counts = {
+        "raw_rows": lines.count(),
+        "accepted": spark.read.parquet(str(bronze_path)).count(),
+        "quarantined": sum(reasons.values()),
+        "after_run_date": parsed.later.count(),
+    }
+    counts["duplicates"] = accepted.count() - counts["accepted"]
 
     properties = spark.read.csv(str(cfg.paths.raw / PROPERTIES_FILE), header=True)
     check_header(",".join(properties.columns), PROPERTIES_HEADER, PROPERTIES_FILE)

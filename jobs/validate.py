@@ -14,13 +14,13 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import Config
-from jobs.core.paths import Lake, write_json_atomic
+from jobs.core.paths import Lake, end_of_day, write_json_atomic
 from jobs.core.spark import get_spark
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ def expectation_parameters(run_date: date, min_events: int) -> dict[str, Any]:
     end_of_logical_date: run_date + 1 day at 00:00 UTC, the exclusive upper bound of event_ts.
     min_events: the fewest rows the events partition may hold (>= 0).
     """
-    end = datetime.combine(run_date + timedelta(days=1), time.min, tzinfo=UTC)
-    return {"end_of_logical_date": end, "min_events": min_events}
+    return {"end_of_logical_date": end_of_day(run_date), "min_events": min_events}
 
 
 def summarize(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -10,9 +10,17 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+
+
+def end_of_day(run_date: date) -> datetime:
+    """The exclusive upper bound of a logical date: 00:00 UTC of the next day.
+
+    Every stage reads data up to this instant and nothing later (no future leakage).
+    """
+    return datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@ from datetime import date, datetime
 
 import pytest
 
+from jobs.core.paths import end_of_day
 from jobs.ingest import (
     SchemaMismatchError,
     check_header,
-    end_of_day,
     parse_events,
     reconcile,
     snapshot_catalog,
