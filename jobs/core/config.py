@@ -14,12 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import date
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jobs.core.schemas import EVENT_TYPES
 
@@ -36,6 +44,7 @@ class _Section(BaseModel):
 
 class PathsConfig(_Section):
     lake: Path
+    landing: Path
     raw: Path
     reports: Path
     suites: Path
@@ -46,8 +55,94 @@ class SparkConfig(_Section):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+# Bronze columns a source can map; event_ts, visitor_id, item_id and event_type are required.
+MAPPABLE_COLUMNS = (
+    "event_ts",
+    "visitor_id",
+    "item_id",
+    "event_type",
+    "session_id",
+    "price",
+    "quantity",
+    "transaction_id",
+    "category_id",
+)
+REQUIRED_COLUMNS = ("event_ts", "visitor_id", "item_id", "event_type")
+
+
+class SourceConfig(_Section):
+    """One shop feed. Its files land in ``<paths.landing>/<name>/dt=YYYY-MM-DD/``.
+
+    layout `retailrocket` and `rees46` are built in; `generic` maps a shop's own export: which
+    source column holds each bronze column, how its timestamps read, which of its event names
+    mean view, cart and purchase, and which it sends that we do not use.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    layout: Literal["retailrocket", "rees46", "generic"]
+    # generic only: file format and the file names (glob) of events in a dt= folder.
+    format: Literal["csv", "parquet"] = "csv"
+    events_glob: str = "*.csv"
+    # generic only: bronze column -> the source's column name.
+    columns: dict[str, str] = Field(default_factory=dict)
+    # generic only: epoch_ms, epoch_s, or a Spark datetime pattern such as
+    # "yyyy-MM-dd HH:mm:ss" (read as UTC unless the pattern has a zone).
+    timestamp_format: str = "epoch_ms"
+    # generic only: our event type -> the source's names for it.
+    event_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Event names the source sends that are not interactions we learn from; counted, not kept.
+    ignore_event_types: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _mapping_fits_layout(self) -> SourceConfig:
+        if self.layout != "generic":
+            if self.columns or self.event_types:
+                raise ValueError(
+                    f"source {self.name!r}: layout {self.layout!r} is built in; "
+                    "columns and event_types are for layout 'generic'"
+                )
+            return self
+        unknown = sorted(set(self.columns) - set(MAPPABLE_COLUMNS))
+        missing = [c for c in REQUIRED_COLUMNS if c not in self.columns]
+        if unknown or missing:
+            raise ValueError(
+                f"source {self.name!r}: columns must map {list(REQUIRED_COLUMNS)} "
+                f"(optional: {list(MAPPABLE_COLUMNS[4:])}); missing {missing}, unknown {unknown}"
+            )
+        bad_types = sorted(set(self.event_types) - set(EVENT_TYPES))
+        if bad_types or not self.event_types:
+            raise ValueError(
+                f"source {self.name!r}: event_types must map some of {list(EVENT_TYPES)} "
+                f"to the source's names; unknown {bad_types}"
+            )
+        return self
+
+
+class PseudonymizeConfig(_Section):
+    """Replace visitor ids at ingest by a keyed hash (HMAC-SHA256, 63 bits).
+
+    The key is read from the environment variable `key_env`, never from a file here.
+    """
+
+    enabled: bool = False
+    key_env: str = "RECS_VISITOR_ID_KEY"
+
+
 class IngestConfig(_Section):
+    sources: tuple[SourceConfig, ...] = Field(min_length=1)
+    # Quarantined share of a file's rows above which the run fails, in [0, 1].
     max_quarantine_rate: float = Field(0.01, ge=0, le=1)
+    # Events stamped before this day are impossible for the shop and quarantined.
+    min_event_date: date = date(2000, 1, 1)
+    pseudonymize_visitor_ids: PseudonymizeConfig = Field(default_factory=PseudonymizeConfig)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        return sources
 
 
 class CleanConfig(_Section):

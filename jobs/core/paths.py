@@ -1,11 +1,14 @@
 """The storage layout: the only module that knows where a stage's data lives.
 
+landing/<source>/dt=YYYY-MM-DD/         the files a source delivered for that day (read only)
 lake/<layer>/<table>/dt=YYYY-MM-DD/     one partition per logical date, overwritten on rerun
+lake/<layer>/<table>/dt=.../_lineage.json  what the partition was built from (files, rows, sha256)
 lake/_runs/dt=YYYY-MM-DD/<stage>.json   each stage's counts and outcome for that date
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,8 +30,21 @@ def end_of_day(run_date: date) -> datetime:
 class Lake:
     root: Path
 
+    def table(self, layer: str, table: str) -> Path:
+        return self.root / layer / table
+
     def partition(self, layer: str, table: str, run_date: date) -> Path:
-        return self.root / layer / table / f"dt={run_date.isoformat()}"
+        return self.table(layer, table) / f"dt={run_date.isoformat()}"
+
+    def dates_until(self, layer: str, table: str, run_date: date) -> list[date]:
+        """Dates of the table's partitions up to and including run_date, oldest first."""
+        root = self.table(layer, table)
+        found = (
+            date.fromisoformat(p.name[3:])
+            for p in root.glob("dt=*")
+            if p.is_dir() and (p / "_SUCCESS").exists()
+        )
+        return sorted(d for d in found if d <= run_date)
 
     def stage_report(self, run_date: date, stage: str) -> Path:
         return self.root / "_runs" / f"dt={run_date.isoformat()}" / f"{stage}.json"
@@ -55,6 +71,46 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
     os.replace(tmp, path)
+
+
+LINEAGE_FILE = "_lineage.json"  # Spark and pandas readers skip files starting with "_"
+
+
+def write_lineage(partition: Path, inputs: list[dict[str, Any]], **facts: Any) -> Path:
+    """Record what a written partition was built from: its inputs and facts such as row counts.
+
+    Each input is a dict naming a file or partition with its rows and sha256, so that "which raw
+    files fed this model?" is answered by following the chain of _lineage.json files back.
+    """
+    path = partition / LINEAGE_FILE
+    write_json_atomic(path, {"partition": str(partition), "inputs": inputs, **facts})
+    return path
+
+
+def read_lineage(partition: Path) -> dict[str, Any]:
+    path = partition / LINEAGE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no lineage recorded for {partition}")
+    return json.loads(path.read_text())
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def partition_digest(partition: Path) -> str:
+    """sha256 over the contents of the partition's data files, in part-number order.
+
+    File names are left out: Spark puts a fresh UUID in each, so only contents can match.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in partition.iterdir() if not p.name.startswith(("_", "."))):
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
 
 
 def read_partition(lake: Lake, layer: str, table: str, run_date: date, columns=None):

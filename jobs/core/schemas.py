@@ -5,7 +5,7 @@ Bronze and silver events share one typed schema, whatever the shop's raw layout 
 
 from __future__ import annotations
 
-# Event types after ingestion (the raw RetailRocket names are mapped in jobs/ingest.py).
+# Event types after ingestion (each source's own names are mapped in jobs/ingest.py).
 VIEW = "view"
 CART = "cart"
 PURCHASE = "purchase"
@@ -16,25 +16,47 @@ EVENT_TS = "event_ts"  # UTC timestamp
 VISITOR_ID = "visitor_id"
 ITEM_ID = "item_id"
 EVENT_TYPE = "event_type"
-TRANSACTION_ID = "transaction_id"
-EVENT_COLUMNS = (EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE, TRANSACTION_ID)
+SESSION_ID = "session_id"  # the shop's session id, when it sends one
+PRICE = "price"  # unit price in the shop's currency, >= 0, when known
+QUANTITY = "quantity"  # units, >= 0, when known
+TRANSACTION_ID = "transaction_id"  # the shop's order id, as text
+SOURCE = "source"  # the configured source name the row came from
+INGEST_RUN = "ingest_run"  # the ingest run that wrote the row: "ingest/<logical date>"
+EVENT_COLUMNS = (
+    EVENT_TS,
+    VISITOR_ID,
+    ITEM_ID,
+    EVENT_TYPE,
+    SESSION_ID,
+    PRICE,
+    QUANTITY,
+    TRANSACTION_ID,
+    SOURCE,
+    INGEST_RUN,
+)
+# The columns that make two events the same event (the bookkeeping columns do not).
+EVENT_KEY = EVENT_COLUMNS[:8]
 
-# Catalog snapshot columns.
+# Catalog snapshot columns (bronze/catalog), and the item facts it is folded from.
 CATEGORY_ID = "category_id"
 AVAILABLE = "available"
 FIRST_SEEN_TS = "first_seen_ts"
-CATALOG_COLUMNS = (ITEM_ID, CATEGORY_ID, AVAILABLE, FIRST_SEEN_TS)
+CATALOG_COLUMNS = (ITEM_ID, CATEGORY_ID, PRICE, AVAILABLE, FIRST_SEEN_TS)
+FACT_TS = "fact_ts"  # when a fact about an item was observed
+ITEM_FACT_COLUMNS = (ITEM_ID, FACT_TS, CATEGORY_ID, PRICE, AVAILABLE, FIRST_SEEN_TS, SOURCE)
 
 # Quarantine and cleaning bookkeeping.
 REASON = "reason"
 RAW_LINE = "raw_line"
+FILE = "file"
 RULE = "rule"
+QUARANTINE_COLUMNS = (SOURCE, FILE, REASON, RAW_LINE)
 
 # Model inputs and outputs.
 INTERACTION_WEIGHT = "interaction_weight"
 RANK = "rank"
 SCORE = "score"
-SOURCE = "source"
+# The `source` of an exported list row (als, category_popular, popular) reuses SOURCE's name.
 MODEL_VERSION = "model_version"
 
 
@@ -48,6 +70,11 @@ def event_schema():
             T.StructField(VISITOR_ID, T.LongType(), False),
             T.StructField(ITEM_ID, T.LongType(), False),
             T.StructField(EVENT_TYPE, T.StringType(), False),
-            T.StructField(TRANSACTION_ID, T.LongType(), True),
+            T.StructField(SESSION_ID, T.StringType(), True),
+            T.StructField(PRICE, T.DoubleType(), True),
+            T.StructField(QUANTITY, T.IntegerType(), True),
+            T.StructField(TRANSACTION_ID, T.StringType(), True),
+            T.StructField(SOURCE, T.StringType(), False),
+            T.StructField(INGEST_RUN, T.StringType(), False),
         ]
     )
