@@ -36,7 +36,9 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
         lines.append(
             f"  ingest    {ing['raw_rows']:>10,} raw rows -> {ing['accepted']:,} accepted, "
             f"{ing['quarantined']:,} quarantined {ing['quarantine_reasons']}, "
-            f"{ing['duplicates']:,} duplicates, {ing['after_run_date']:,} after the date"
+            f"{ing['duplicates']:,} duplicates, {ing['ignored']:,} ignored, "
+            f"{ing['erased']:,} erased"
+            + ("  (empty day: no files landed)" if ing["empty_day"] else "")
         )
     cl = reports.get("clean")
     if cl:

@@ -39,6 +39,7 @@ def cfg(tmp_path):
     env = {
         "RECS__PATHS__LAKE": str(tmp_path / "lake"),
         "RECS__PATHS__RAW": str(tmp_path / "raw"),
+        "RECS__PATHS__LANDING": str(tmp_path / "landing"),
         "RECS__PATHS__REPORTS": str(tmp_path / "reports"),
         "RECS__MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "RECS__MLFLOW__ARTIFACT_ROOT": str(tmp_path / "artifacts"),

@@ -1,23 +1,63 @@
+import hashlib
+import hmac
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
-from jobs.core.paths import end_of_day
+from jobs.core.config import SourceConfig
+from jobs.core.paths import Lake, partition_digest, read_lineage
 from jobs.ingest import (
+    RETAILROCKET,
+    QuarantineRateError,
+    ReconciliationError,
     SchemaMismatchError,
-    check_header,
+    Window,
+    check_columns,
+    ingest,
     parse_events,
+    pseudonymize,
     reconcile,
     snapshot_catalog,
 )
 
 pytestmark = pytest.mark.spark
-UNTIL = end_of_day(date(2015, 9, 18))  # 2015-09-19 00:00 UTC
+D = date(2015, 9, 18)
+WINDOW = Window.for_date(D, date(2000, 1, 1))  # [2000-01-01, 2015-09-19) UTC
 T0 = 1442534400000  # 2015-09-18 00:00:00 UTC in ms
+RR_HEADER = "timestamp,visitorid,event,itemid,transactionid"
+REES46_HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
 
 
-def _lines(spark, lines):
-    return spark.createDataFrame([(line,) for line in lines], "value string")
+def _with_sources(cfg, *sources, **ingest_settings):
+    ingest_cfg = cfg.ingest.model_copy(update={"sources": sources, **ingest_settings})
+    return cfg.model_copy(update={"ingest": ingest_cfg})
+
+
+def _land(cfg, source: str, day: date, name: str, lines: list[str]):
+    folder = cfg.paths.landing / source / f"dt={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n")
+    return folder / name
+
+
+def _bronze(spark, cfg, day=D, table="events"):
+    return spark.read.parquet(str(Lake(cfg.paths.lake).partition("bronze", table, day)))
+
+
+def _rr_rows(spark, lines):
+    """Rows as the CSV reader hands them to parse_events, for RetailRocket's five columns."""
+    rows = []
+    for line in lines:
+        fields = line.split(",")
+        padded = (fields + [None] * 5)[:5]
+        rows.append((line, "events.csv", "rr", len(fields) == 5, *padded))
+    cols = ", ".join(f"{c} string" for c in RETAILROCKET.columns)
+    return spark.createDataFrame(
+        rows, f"raw_line string, file string, source string, _fields_ok boolean, {cols}"
+    )
 
 
 def test_parse_events_accepts_good_rows_and_quarantines_each_bad_kind(spark):
@@ -25,75 +65,262 @@ def test_parse_events_accepts_good_rows_and_quarantines_each_bad_kind(spark):
         f"{T0},1,view,10,",
         f"{T0 + 1000},1,addtocart,10,",
         f"{T0 + 2000},1,transaction,10,555",
+        ",1,view,10,",
         "not-a-time,1,view,10,",
+        "1000,2,view,10,",
+        f"{T0 + 86_400_000},3,view,10,",  # 2015-09-19: after the logical date
         f"{T0},,view,10,",
+        f"{T0},x7,view,10,",
+        f"{T0},2,view,,",
+        f"{T0},2,view,-5,",
         f"{T0},2,click,10,",
         f"{T0},2,transaction,10,",
         f"{T0},2,view,10,77",
         f"{T0},2,view",
-        f"{T0},2,view,-5,",
-        "1000,2,view,10,",
-        f"{T0 + 86_400_000},3,view,10,",  # 2015-09-19: after the logical date
     ]
-    parsed = parse_events(_lines(spark, lines), UNTIL)
-    accepted = [tuple(r) for r in parsed.accepted.orderBy("event_ts").collect()]
+    parsed = parse_events(_rr_rows(spark, lines), RETAILROCKET, WINDOW)
+    accepted = [
+        (r.event_ts, r.visitor_id, r.item_id, r.event_type, r.transaction_id)
+        for r in parsed.where("_status = 'accepted'").orderBy("event_ts").collect()
+    ]
     assert accepted == [
         (datetime(2015, 9, 18, 0, 0, 0), 1, 10, "view", None),
         (datetime(2015, 9, 18, 0, 0, 1), 1, 10, "cart", None),
-        (datetime(2015, 9, 18, 0, 0, 2), 1, 10, "purchase", 555),
+        (datetime(2015, 9, 18, 0, 0, 2), 1, 10, "purchase", "555"),
     ]
-    reasons = {r.raw_line: r.reason for r in parsed.quarantined.collect()}
+    reasons = {r.raw_line: r.reason for r in parsed.where("_status = 'quarantined'").collect()}
     assert reasons == {
+        ",1,view,10,": "missing_timestamp",
         "not-a-time,1,view,10,": "bad_timestamp",
-        f"{T0},,view,10,": "bad_visitor_id",
+        "1000,2,view,10,": "timestamp_out_of_range",
+        f"{T0 + 86_400_000},3,view,10,": "timestamp_after_logical_date",
+        f"{T0},,view,10,": "missing_visitor_id",
+        f"{T0},x7,view,10,": "bad_visitor_id",
+        f"{T0},2,view,,": "missing_item_id",
+        f"{T0},2,view,-5,": "bad_item_id",
         f"{T0},2,click,10,": "unknown_event_type",
         f"{T0},2,transaction,10,": "transaction_id_mismatch",
         f"{T0},2,view,10,77": "transaction_id_mismatch",
         f"{T0},2,view": "wrong_field_count",
-        f"{T0},2,view,-5,": "bad_item_id",
-        "1000,2,view,10,": "timestamp_out_of_range",
     }
-    assert parsed.later.count() == 1
 
 
-def test_catalog_snapshot_uses_only_facts_up_to_the_logical_date(spark):
-    props = spark.createDataFrame(
+def test_rees46_file_ingests_by_configuration_alone(spark, cfg):
+    cfg = _with_sources(cfg, SourceConfig(name="shop", layout="rees46"))
+    _land(
+        cfg,
+        "shop",
+        D,
+        "2015-Sep.csv",
         [
-            (str(T0 - 5000), "10", "categoryid", "3"),
-            (str(T0 - 4000), "10", "available", "1"),
-            (str(T0 - 1000), "10", "available", "0"),
-            (str(T0 + 86_400_000), "10", "available", "1"),  # tomorrow: must not be seen
-            (str(T0 + 86_400_000), "11", "categoryid", "4"),  # launched tomorrow
-            (str(T0 - 9000), "12", "categoryid", "5"),  # never had an availability fact
+            REES46_HEADER,
+            "2015-09-18 10:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+            "72d76fde-8bb3-4e00-8c23-a032dfed738c",
+            "2015-09-18 10:00:05 UTC,cart,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+            "72d76fde-8bb3-4e00-8c23-a032dfed738c",
+            "2015-09-18 10:00:09 UTC,remove_from_cart,44600062,2103807459595387724,,shiseido,"
+            "35.79,541312140,72d76fde-8bb3-4e00-8c23-a032dfed738c",
+            '2015-09-18 11:00:00 UTC,purchase,3900821,2053013552326770905,"appliances.water,'
+            'heater",aqua,33.20,554748717,9333dfbd-b87a-4708-9857-6336556b0fcc',
+            "2015-09-18 11:00:00 UTC,view,3900821,2053013552326770905,,aqua,-1.00,554748717,x",
+            "18/09/2015 11:00,view,3900821,2053013552326770905,,aqua,33.20,554748717,x",
+            "2015-09-18 12:00:00 UTC,view,3900821,2053013552326770905,,aqua,33.20,554748717",
         ],
-        "timestamp string, itemid string, property string, value string",
     )
-    rows = [tuple(r) for r in snapshot_catalog(props, UNTIL).orderBy("item_id").collect()]
+    report = ingest(spark, _with_sources(cfg, *cfg.ingest.sources, max_quarantine_rate=1.0), D)
+
+    rows = [
+        (r.event_ts, r.visitor_id, r.item_id, r.event_type, r.price, r.session_id, r.source)
+        for r in _bronze(spark, cfg).orderBy("event_ts", "event_type").collect()
+    ]
     assert rows == [
-        (10, 3, False, datetime(2015, 9, 17, 23, 59, 55)),
-        (12, 5, True, datetime(2015, 9, 17, 23, 59, 51)),
+        (datetime(2015, 9, 18, 10), 541312140, 44600062, "view", 35.79,
+         "72d76fde-8bb3-4e00-8c23-a032dfed738c", "shop"),
+        (datetime(2015, 9, 18, 10, 0, 5), 541312140, 44600062, "cart", 35.79,
+         "72d76fde-8bb3-4e00-8c23-a032dfed738c", "shop"),
+        (datetime(2015, 9, 18, 11), 554748717, 3900821, "purchase", 33.2,
+         "9333dfbd-b87a-4708-9857-6336556b0fcc", "shop"),
+    ]  # fmt: skip
+    (counts,) = report["files"].values()
+    assert counts == {
+        "raw_rows": 7,
+        "accepted": 3,
+        "quarantined": 3,
+        "ignored": 1,
+        "erased": 0,
+        "reasons": {"bad_timestamp": 1, "negative_price": 1, "wrong_field_count": 1},
+    }
+    catalog = {
+        r.item_id: (r.category_id, r.price) for r in _bronze(spark, cfg, D, "catalog").collect()
+    }
+    assert catalog == {44600062: (2103807459595387724, 35.79), 3900821: (2053013552326770905, 33.2)}
+
+
+def _generic_source(fmt="csv"):
+    return SourceConfig(
+        name="myshop",
+        layout="generic",
+        format=fmt,
+        events_glob=f"*.{fmt}",
+        columns={
+            "event_ts": "ts",
+            "visitor_id": "customer",
+            "item_id": "sku",
+            "event_type": "action",
+            "quantity": "qty",
+            "transaction_id": "order_no",
+        },
+        timestamp_format="yyyy-MM-dd'T'HH:mm:ssX",
+        event_types={"view": ["pageview"], "cart": ["basket_add"], "purchase": ["order"]},
+        ignore_event_types=["wishlist"],
+    )
+
+
+GENERIC_LINES = [
+    "order_no,sku,ts,action,customer,qty,channel",
+    ",100,2015-09-18T08:00:00Z,pageview,7,,web",
+    ",100,2015-09-18T08:01:00Z,basket_add,7,2,web",
+    "A-1,100,2015-09-18T08:02:00Z,order,7,2,web",
+    "A-2,100,2015-09-18T08:03:00Z,order,7,-1,web",
+    ",100,2015-09-18T08:04:00Z,wishlist,7,,web",
+    ",100,2015-09-18T08:01:00Z,basket_add,7,2,web",  # an exact duplicate
+]
+
+
+def test_generic_csv_maps_columns_and_event_names_from_config(spark, cfg):
+    cfg = _with_sources(cfg, _generic_source(), max_quarantine_rate=1.0)
+    _land(cfg, "myshop", D, "export.csv", GENERIC_LINES)
+    report = ingest(spark, cfg, D)
+    rows = [
+        (r.event_ts, r.visitor_id, r.item_id, r.event_type, r.quantity, r.transaction_id)
+        for r in _bronze(spark, cfg).orderBy("event_ts").collect()
+    ]
+    assert rows == [
+        (datetime(2015, 9, 18, 8, 0), 7, 100, "view", None, None),
+        (datetime(2015, 9, 18, 8, 1), 7, 100, "cart", 2, None),
+        (datetime(2015, 9, 18, 8, 2), 7, 100, "purchase", 2, "A-1"),
+    ]
+    assert (report["raw_rows"], report["accepted"], report["duplicates"]) == (6, 3, 1)
+    assert (report["quarantined"], report["ignored"]) == (1, 1)
+    assert report["quarantine_reasons"] == {"negative_quantity": 1}
+
+
+def test_generic_parquet_with_native_timestamps(spark, cfg, tmp_path):
+    import pandas as pd
+
+    cfg = _with_sources(cfg, _generic_source("parquet"))
+    folder = cfg.paths.landing / "myshop" / f"dt={D}"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "ts": pd.to_datetime(["2015-09-18 08:00:00", "2015-09-18 09:30:00"]),
+            "customer": ["7", "8"],
+            "sku": [100, 101],
+            "action": ["pageview", "order"],
+            "qty": [None, 1],
+            "order_no": [None, "B-9"],
+        }
+    ).to_parquet(folder / "part-0.parquet", coerce_timestamps="us")  # Spark cannot read ns
+    report = ingest(spark, cfg, D)
+    rows = [(r.event_ts, r.visitor_id, r.event_type) for r in _bronze(spark, cfg).collect()]
+    assert sorted(rows) == [
+        (datetime(2015, 9, 18, 8, 0), 7, "view"),
+        (datetime(2015, 9, 18, 9, 30), 8, "purchase"),
+    ]
+    assert report["quarantined"] == 0
+
+
+def test_a_renamed_column_fails_naming_the_file_and_column(spark, cfg):
+    cfg = _with_sources(cfg, _generic_source())
+    path = _land(cfg, "myshop", D, "export.csv", [GENERIC_LINES[0].replace("sku", "product")])
+    with pytest.raises(SchemaMismatchError, match=rf"{path}: missing column\(s\) \['sku'\]"):
+        ingest(spark, cfg, D)
+    with pytest.raises(SchemaMismatchError, match="events.csv: missing"):
+        check_columns(["timestamp", "visitor"], ("timestamp", "visitorid"), "events.csv")
+
+
+def test_too_much_quarantine_fails_naming_file_and_reasons_and_keeps_no_bronze(spark, cfg):
+    path = _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, f"{T0},1,view,10,", "junk"])
+    expected = rf"{path}: 50.00% of 2 rows quarantined \(wrong_field_count=1\)"
+    with pytest.raises(QuarantineRateError, match=expected):
+        ingest(spark, cfg, D)
+    lake = Lake(cfg.paths.lake)
+    assert not lake.partition("bronze", "events", D).exists()
+    assert spark.read.parquet(str(lake.partition("quarantine", "rows", D))).count() == 1
+
+
+def test_an_empty_day_succeeds_and_says_so(spark, cfg):
+    report = ingest(spark, cfg, D)
+    assert report["empty_day"] is True
+    assert (report["raw_rows"], report["accepted"]) == (0, 0)
+    assert _bronze(spark, cfg).count() == 0
+    assert set(_bronze(spark, cfg).columns) >= {"event_ts", "visitor_id", "source", "ingest_run"}
+
+
+def test_rerun_is_identical_and_a_late_file_completes_the_day(spark, cfg):
+    _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, f"{T0},1,view,10,"])
+    lake = Lake(cfg.paths.lake)
+    ingest(spark, cfg, D)
+    first = partition_digest(lake.partition("bronze", "events", D))
+    ingest(spark, cfg, D)
+    assert partition_digest(lake.partition("bronze", "events", D)) == first
+
+    # A late file repeating one row and adding another: the day is complete, the repeat counted.
+    late = [RR_HEADER, f"{T0},1,view,10,", f"{T0},2,view,11,"]
+    _land(cfg, "retailrocket", D, "events-late.csv", late)
+    report = ingest(spark, cfg, D)
+    assert (report["accepted"], report["duplicates"]) == (2, 1)
+    lineage = read_lineage(lake.partition("bronze", "events", D))
+    names = [Path(f["file"]).name for f in lineage["inputs"]]
+    assert names == ["events-late.csv", "events.csv"]
+    assert all(len(f["sha256"]) == 64 and f["rows"] for f in lineage["inputs"])
+
+
+def test_pseudonymize_is_hmac_sha256_cut_to_60_bits(spark):
+    from pyspark.sql import functions as F
+
+    key = b"not-a-real-secret"
+    got = spark.range(1).select(pseudonymize(F.lit("541312140"), key)).first()[0]
+    digest = hmac.new(key, b"541312140", hashlib.sha256).hexdigest()
+    assert got == int(digest[:15], 16)
+
+
+def test_pseudonymized_ingest_needs_the_key_and_hides_ids(spark, cfg, monkeypatch):
+    _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, f"{T0},1,view,10,"])
+    setting = cfg.ingest.pseudonymize_visitor_ids.model_copy(update={"enabled": True})
+    cfg = _with_sources(cfg, *cfg.ingest.sources, pseudonymize_visitor_ids=setting)
+    monkeypatch.delenv("RECS_VISITOR_ID_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="RECS_VISITOR_ID_KEY is unset"):
+        ingest(spark, cfg, D)
+    monkeypatch.setenv("RECS_VISITOR_ID_KEY", "k")
+    ingest(spark, cfg, D)
+    (row,) = _bronze(spark, cfg).collect()
+    assert row.visitor_id == int(hmac.new(b"k", b"1", hashlib.sha256).hexdigest()[:15], 16)
+
+
+def test_catalog_snapshot_uses_only_facts_before_the_end_of_the_date(spark):
+    facts = spark.createDataFrame(
+        [
+            (10, datetime(2015, 9, 17, 23, 59, 55), 3, None, None),
+            (10, datetime(2015, 9, 17, 23, 59, 56), None, 9.5, True),
+            (10, datetime(2015, 9, 17, 23, 59, 59), None, None, False),
+            (10, datetime(2015, 9, 19, 0, 0, 0), 4, 1.0, True),  # tomorrow: must not be seen
+            (11, datetime(2015, 9, 19, 0, 0, 0), 4, None, None),  # launched tomorrow
+            (12, datetime(2015, 9, 17, 23, 59, 51), 5, None, None),
+        ],
+        "item_id long, fact_ts timestamp, category_id long, price double, available boolean",
+    ).selectExpr("*", "fact_ts as first_seen_ts", "'rr' as source")
+    rows = [tuple(r) for r in snapshot_catalog(facts, WINDOW.until).orderBy("item_id").collect()]
+    assert rows == [
+        (10, 3, 9.5, False, datetime(2015, 9, 17, 23, 59, 55)),
+        (12, 5, None, True, datetime(2015, 9, 17, 23, 59, 51)),
     ]
 
 
-def test_header_check_names_the_file_and_missing_column():
-    check_header(
-        "timestamp,visitorid,event,itemid,transactionid",
-        ("timestamp", "visitorid", "event", "itemid", "transactionid"),
-        "events.csv",
-    )
-    with pytest.raises(SchemaMismatchError, match=r"events.csv.*missing \['visitorid'\]"):
-        check_header(
-            "timestamp,visitor,event,itemid,transactionid",
-            ("timestamp", "visitorid", "event", "itemid", "transactionid"),
-            "events.csv",
-        )
-
-
 def test_reconcile_raises_when_a_row_is_unaccounted_for():
-    reconcile(
-        {"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1, "after_run_date": 1}
-    )
-    with pytest.raises(AssertionError, match="do not reconcile"):
-        reconcile(
-            {"raw_rows": 10, "accepted": 6, "quarantined": 2, "duplicates": 1, "after_run_date": 0}
-        )
+    ok = {"raw_rows": 10, "accepted": 6, "quarantined": 2, "ignored": 1, "erased": 1}
+    assert reconcile({"f.csv": ok}, accepted_events=6, written_events=5) == 1
+    with pytest.raises(ReconciliationError, match="f.csv: counts do not reconcile"):
+        reconcile({"f.csv": {**ok, "ignored": 0}}, accepted_events=6, written_events=5)
+    with pytest.raises(ReconciliationError, match="only 6 were accepted"):
+        reconcile({"f.csv": ok}, accepted_events=6, written_events=7)
