@@ -1,6 +1,8 @@
 """The demo: a synthetic shop, the local S3 endpoint, and one nightly run through Airflow.
 
-Generates the shop (once per scale and seed), starts the S3 endpoint, runs
+Generates the shop (once per scale and seed), lands it as daily arrivals from DATE and loads the
+history before DATE once (jobs/tools/land.py, then ingest for DATE - 1), starts the S3 endpoint,
+runs
 ``airflow dags test nightly_recs DATE`` in a private AIRFLOW_HOME under .local/, prints the run's
 summary and the published latest.json, and stops what it started, whatever happens.
 
@@ -17,10 +19,12 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from jobs.core.config import Config, load_config
+from jobs.core.paths import Lake
+from jobs.tools.land import land
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -105,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
     marker = cfg.paths.raw / "ground_truth" / "summary.json"
     wanted = {"scale": args.scale, "seed": args.seed}
-    if not marker.is_file() or {k: json.loads(marker.read_text()).get(k) for k in wanted} != wanted:
+    generated = (
+        not marker.is_file() or {k: json.loads(marker.read_text()).get(k) for k in wanted} != wanted
+    )
+    if generated:
         print(f"[demo] generating the synthetic shop (scale {args.scale}) into {cfg.paths.raw}")
         _run(
             [
@@ -121,6 +128,21 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env,
             logs / "generate.log",
+        )
+    history = args.date - timedelta(days=1)
+    history_partition = Lake(cfg.paths.lake).partition("bronze", "events", history)
+    if generated or not (history_partition / "_SUCCESS").exists():
+        landing = cfg.paths.landing / cfg.ingest.sources[0].name
+        print(
+            f"[demo] landing the export in {landing} as daily arrivals from {args.date}, and "
+            f"loading the history before it once (bronze dt={history})"
+        )
+        land(cfg.paths.raw, landing, args.date)
+        _run(
+            [sys.executable, "-m", "jobs.ingest", "--run-date", history.isoformat()]
+            + ["--config", str(config_path)],
+            env,
+            logs / "ingest-history.log",
         )
     print("[demo] preparing Airflow's metadata database")
     _run(["airflow", "db", "migrate"], env, logs / "airflow-db.log")
