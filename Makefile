@@ -44,6 +44,14 @@ test: install  ## lint, then the whole test suite (unit, DAG, end to end)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
+# make bench runs at scale 1 unless SCALE is given on the command line (make bench SCALE=0.2).
+BENCH_SCALE := $(if $(filter command line,$(origin SCALE)),$(SCALE),1)
+
+.PHONY: bench
+bench: install  ## time ingest, clean and validate on a generated shop (scale 1), audit the bot rules
+	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) \
+	  --out docs/benchmarks/data_stages-scale$(BENCH_SCALE).json
+
 .PHONY: lint
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

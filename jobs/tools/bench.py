@@ -1,0 +1,158 @@
+"""Benchmark the data stages on a generated shop: ingest, clean, validate, and the bot figures.
+
+Generates the synthetic shop at --scale into a private workspace (.local/bench/scale-<s>/),
+lands it as daily arrivals from --date, then runs each stage the way the DAG does, as its own
+process with its own Spark session (so JVM start is counted):
+
+    ingest (history: every day before --date, one partition), ingest (the day), clean, validate
+
+and times each one. Throughput is rows handled per wall second. The bot audit compares what
+clean removed with the generator's ground truth. Figures go to --out as JSON and to stdout as
+a Markdown table for docs/benchmarks.md.
+
+    python -m jobs.tools.bench --scale 1 --out docs/benchmarks/data_stages.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from jobs.core.config import load_config
+from jobs.core.paths import Lake
+from jobs.tools.land import land
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+        "java": java.splitlines()[0] if java else None,
+        "platform": platform.platform(),
+    }
+
+
+def _timed(cmd: list[str], env: dict, log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(cmd, env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); see {log}")
+    return round(seconds, 1)
+
+
+def _stage(name: str, run_date: date, config: Path) -> list[str]:
+    return [sys.executable, "-m", f"jobs.{name}", "--run-date", run_date.isoformat()] + [
+        "--config",
+        str(config),
+    ]
+
+
+def run(scale: float, seed: int, run_date: date, config: Path, workdir: Path) -> dict:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "RECS__PATHS__LAKE": str(workdir / "lake"),
+        "RECS__PATHS__LANDING": str(workdir / "landing"),
+        "RECS__PATHS__RAW": str(workdir / "raw"),
+        "RECS__PATHS__REPORTS": str(workdir / "reports"),
+    }
+    cfg = load_config(config, environ=env)
+    lake, logs = Lake(cfg.paths.lake), workdir / "logs"
+    logs.mkdir()
+    history = run_date - timedelta(days=1)
+    generate = [sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw)]
+    generate += ["--scale", str(scale), "--seed", str(seed)]
+    figures: dict = {"generate": {"seconds": _timed(generate, env, logs / "generate.log")}}
+    land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
+
+    for label, day in (("ingest_history", history), ("ingest_day", run_date)):
+        seconds = _timed(_stage("ingest", day, config), env, logs / f"{label}.log")
+        report = lake.read_stage_report(day, "ingest")
+        figures[label] = {"seconds": seconds, "rows": report["raw_rows"]}
+    seconds = _timed(_stage("clean", run_date, config), env, logs / "clean.log")
+    report = lake.read_stage_report(run_date, "clean")
+    figures["clean"] = {"seconds": seconds, "rows": report["rows_in"]}
+    seconds = _timed(_stage("validate", run_date, config), env, logs / "validate.log")
+    report = lake.read_stage_report(run_date, "validate")
+    figures["validate"] = {"seconds": seconds, "rows": sum(report["rows_validated"].values())}
+    for figure in figures.values():
+        if "rows" in figure:
+            figure["rows_per_second"] = round(figure["rows"] / figure["seconds"])
+
+    audit_out = workdir / "bot_audit.json"
+    audit = [sys.executable, "-m", "jobs.tools.bot_audit", "--run-date", run_date.isoformat()]
+    audit += ["--config", str(config), "--ground-truth", str(cfg.paths.raw / "ground_truth")]
+    audit += ["--out", str(audit_out)]
+    figures["bot_audit"] = {"seconds": _timed(audit, env, logs / "bot_audit.log")}
+    figures["bot_audit"]["result"] = json.loads(audit_out.read_text())
+    return figures
+
+
+def render(result: dict) -> str:
+    rows = [
+        "| stage | wall | rows | rows/s |",
+        "|---|---|---|---|",
+    ]
+    for name, figure in result["stages"].items():
+        if "rows" in figure:
+            rows.append(
+                f"| {name} | {figure['seconds']} s | {figure['rows']:,} | "
+                f"{figure['rows_per_second']:,} |"
+            )
+        else:
+            rows.append(f"| {name} | {figure['seconds']} s | | |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--date", type=date.fromisoformat, default=date(2015, 9, 18))
+    parser.add_argument("--config", type=Path, default=PROJECT / "configs" / "local.yaml")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or PROJECT / ".local" / "bench" / f"scale-{args.scale:g}"
+    stages = run(args.scale, args.seed, args.date, args.config.resolve(), workdir)
+    result = {
+        "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
+        "scale": args.scale,
+        "seed": args.seed,
+        "run_date": args.date.isoformat(),
+        "config": str(args.config),
+        "machine": machine(),
+        "stages": stages,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(render(result))
+    print(json.dumps(stages["bot_audit"]["result"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
