@@ -7,9 +7,9 @@ Every night, for the logical date `ds`:
 
 | task | what it does | runs as |
 |---|---|---|
-| ingest | raw shop files -> bronze events (+ quarantine) and catalog snapshot | spark-submit |
-| clean | drops crawlers and test traffic -> silver events | spark-submit |
-| validate | Great Expectations suites on silver events and catalog; Data Docs | spark-submit |
+| ingest | files landed for `ds` -> bronze events, quarantine, item facts, catalog | spark-submit |
+| clean | history up to `ds` without crawlers and test traffic -> silver events | spark-submit |
+| validate | Great Expectations: bronze, silver, catalog; Data Docs; stops bad data | spark-submit |
 | split | chronological train / test | spark-submit |
 | train | implicit ALS, logged and registered in MLflow as `challenger` | python |
 | evaluate | challenger vs popularity vs champion on the test window | python |
@@ -18,7 +18,8 @@ Every night, for the logical date `ds`:
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 
 A skipped `gate` means the run was gated: the export republishes the existing champion.
-Every task reads and writes only the partitions of its logical date, so a rerun rewrites them.
+Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
+put it in the day's landing folder and clear `ingest` for that date (docs/ingestion.md).
 Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
 """
 
