@@ -11,9 +11,11 @@ Run alone:
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from jobs.core.cli import parse_stage_args
@@ -25,7 +27,7 @@ from jobs.core.model import (
     rank_by_popularity,
     to_matrix,
 )
-from jobs.core.paths import read_partition
+from jobs.core.paths import Lake, read_partition
 from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
 
 log = logging.getLogger("train")
@@ -33,6 +35,38 @@ log = logging.getLogger("train")
 
 class EmptyTrainingSetError(ValueError):
     """There are no interactions to train on."""
+
+
+class UnvalidatedDataError(RuntimeError):
+    """The logical date's data did not pass validation, or was never validated: no model."""
+
+
+def require_validated(lake: Lake, run_date: date) -> None:
+    """Raise UnvalidatedDataError unless validate.json of run_date says success true.
+
+    The DAG already stops before train when validate fails; this guard also holds when train is
+    run alone, cleared by hand, or after validate was marked success without running.
+    """
+    path = lake.stage_report(run_date, "validate")
+    if not path.is_file():
+        raise UnvalidatedDataError(
+            f"no validation report for {run_date} at {path}: run the validate stage first"
+        )
+    report = json.loads(path.read_text())
+    if report.get("run_date") != run_date.isoformat():
+        raise UnvalidatedDataError(
+            f"{path} is the validation of {report.get('run_date')!r}, not of {run_date}"
+        )
+    if report.get("success") is not True:
+        failed = {
+            suite: outcome.get("failed_expectations")
+            for suite, outcome in report.get("suites", {}).items()
+            if not outcome.get("success")
+        }
+        raise UnvalidatedDataError(
+            f"validation of {run_date} did not pass ({failed}); refusing to train. "
+            f"Data Docs: {report.get('data_docs_index')}"
+        )
 
 
 def fit_als(data: InteractionMatrix, params: TrainConfig):
@@ -63,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    require_validated(lake, run_date)
     train_path = lake.partition("splits", "train", run_date)
     events = read_partition(lake, "splits", "train", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE])
     interactions = build_interactions(events, cfg.train.event_weights)

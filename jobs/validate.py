@@ -1,9 +1,17 @@
-"""Validate one logical date's silver events and catalog snapshot with Great Expectations.
+"""Validate one logical date's bronze events, catalog and silver events with Great Expectations.
 
-Reads ``lake/silver/events/dt=D`` and ``lake/bronze/catalog/dt=D``, checks them against the JSON
-suites in ``great_expectations/expectations/`` (``silver_events.json``, ``catalog.json``), writes
-Data Docs and the raw results to ``<reports>/validation/dt=D/`` and the stage report to
-``lake/_runs/dt=D/validate.json``. If any expectation fails it then raises DataValidationError.
+Reads ``lake/bronze/events/dt=D`` (the events that arrived for D), ``lake/bronze/catalog/dt=D``
+and ``lake/silver/events/dt=D`` (the cleaned history up to D, what the model trains on), and
+checks them against the JSON suites in ``great_expectations/expectations/``:
+
+- ``bronze_events``, ``catalog``, ``silver_events``: one suite per partition, as written;
+- ``silver_catalog_coverage``: silver events against the catalog snapshot (derived frame);
+- ``silver_daily_volume``: silver events dated D against the trailing days' mean (derived
+  frame; skipped, with a note in the report, when silver has no events before D).
+
+Writes Data Docs and the raw results to ``<reports>/validation/dt=D/`` (the index path is logged)
+and the stage report to ``lake/_runs/dt=D/validate.json``, which ``jobs/train.py`` requires to
+say success. If any expectation fails it then raises DataValidationError naming each one.
 
     spark-submit jobs/validate.py --run-date 2015-09-18 --config configs/local.yaml
 """
@@ -12,15 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Mapping
-from datetime import date
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.core.cli import parse_stage_args
-from jobs.core.config import Config
+from jobs.core.config import Config, ValidateConfig, VolumeCheckConfig
 from jobs.core.paths import Lake, end_of_day, write_json_atomic
+from jobs.core.schemas import EVENT_TS, ITEM_ID
 from jobs.core.spark import get_spark
 
 if TYPE_CHECKING:
@@ -28,7 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BRONZE_EVENTS_SUITE = "bronze_events"
 CATALOG_SUITE = "catalog"
+SILVER_EVENTS_SUITE = "silver_events"
+COVERAGE_SUITE = "silver_catalog_coverage"
+VOLUME_SUITE = "silver_daily_volume"
+NOT_IN_CATALOG = "item_id_not_in_catalog"  # the derived column silver_catalog_coverage checks
 DOCS_SITE = "validation"
 RESULTS_FILE = "validation_results.json"
 _SHOWN_VALUES = 5  # unexpected values quoted per failed expectation in the error message
@@ -36,6 +52,22 @@ _SHOWN_VALUES = 5  # unexpected values quoted per failed expectation in the erro
 
 class DataValidationError(RuntimeError):
     """An expectation failed; the message names each one, its observed values and the report."""
+
+
+@dataclass(frozen=True)
+class VolumeBaseline:
+    """Silver events in the days before D, and the bounds they set on the events dated D.
+
+    days: days before D the mean is over, in [0, trailing_days]; fewer when silver's history
+    starts later, 0 when it has no event before D (then there is nothing to compare with).
+    min_events / max_events: the ratios times the mean, rounded inwards to whole events.
+    """
+
+    days: int
+    events: int
+    mean_per_day: float | None
+    min_events: int | None
+    max_events: int | None
 
 
 def load_suite(suites_dir: Path, name: str) -> dict[str, Any]:
@@ -49,13 +81,96 @@ def load_suite(suites_dir: Path, name: str) -> dict[str, Any]:
     return suite
 
 
-def expectation_parameters(run_date: date, min_events: int) -> dict[str, Any]:
+def expectation_parameters(
+    run_date: date, settings: ValidateConfig, min_event_date: date
+) -> dict[str, Any]:
     """Values for the suites' ``{"$PARAMETER": ...}`` placeholders for one logical date.
 
-    end_of_logical_date: run_date + 1 day at 00:00 UTC, the exclusive upper bound of event_ts.
-    min_events: the fewest rows the events partition may hold (>= 0).
+    start_of_data: min_event_date at 00:00 UTC, the inclusive lower bound of event times.
+    end_of_logical_date: run_date + 1 day at 00:00 UTC, the exclusive upper bound.
+    min_events (rows, >= 0), max_price (shop currency), catalog_coverage (share in [0, 1]):
+    from the config. The volume bounds come from volume_parameters, when there is history.
     """
-    return {"end_of_logical_date": end_of_day(run_date), "min_events": min_events}
+    if min_event_date > run_date:
+        raise ValueError(f"ingest.min_event_date {min_event_date} is after the run date {run_date}")
+    return {
+        "start_of_data": datetime.combine(min_event_date, time(0), tzinfo=UTC),
+        "end_of_logical_date": end_of_day(run_date),
+        "min_events": settings.min_events,
+        "max_price": settings.max_price,
+        "catalog_coverage": settings.catalog_coverage,
+    }
+
+
+def flag_items_missing_from_catalog(events: DataFrame, catalog: DataFrame) -> DataFrame:
+    """One row per event: item_id_not_in_catalog, the event's item_id if the catalog lacks it.
+
+    Null for events whose item is in the catalog, so the failing values GX quotes are the
+    missing item ids. A duplicated catalog item does not duplicate events (the catalog suite
+    reports it).
+    """
+    from pyspark.sql import functions as F
+
+    known = catalog.select(ITEM_ID).distinct().withColumn("_known", F.lit(True))
+    return (
+        events.select(ITEM_ID)
+        .join(known, ITEM_ID, "left")
+        .select(F.when(F.col("_known").isNull(), F.col(ITEM_ID)).alias(NOT_IN_CATALOG))
+    )
+
+
+def events_on_day(events: DataFrame, run_date: date) -> DataFrame:
+    """The events dated on run_date: event_ts in [00:00 UTC of run_date, 00:00 UTC of the next)."""
+    from pyspark.sql import functions as F
+
+    start = end_of_day(run_date - timedelta(days=1))
+    return events.where(
+        (F.col(EVENT_TS) >= F.lit(start)) & (F.col(EVENT_TS) < F.lit(end_of_day(run_date)))
+    )
+
+
+def trailing_volume(
+    events: DataFrame, run_date: date, settings: VolumeCheckConfig
+) -> VolumeBaseline:
+    """The mean per day of events in the trailing_days days before run_date, and its bounds.
+
+    The window starts at the day of silver's first event when that is later than
+    run_date - trailing_days, so a young history is not diluted by days before the shop's
+    first event; days inside the window without events count as zero.
+    """
+    from pyspark.sql import functions as F
+
+    day = end_of_day(run_date - timedelta(days=1))  # 00:00 UTC of run_date
+    window_start = day - timedelta(days=settings.trailing_days)
+    ts = F.col(EVENT_TS)
+    row = events.agg(
+        # Epoch seconds, not a collected timestamp: PySpark turns those into naive local times.
+        F.unix_seconds(F.min(ts)).alias("first"),
+        F.count(F.when((ts >= F.lit(window_start)) & (ts < F.lit(day)), True)).alias("events"),
+    ).first()
+    if row["first"] is None:
+        return VolumeBaseline(0, 0, None, None, None)
+    first_day = datetime.fromtimestamp(row["first"], UTC).date()
+    days = max(0, min(settings.trailing_days, (run_date - first_day).days))
+    if days == 0:
+        return VolumeBaseline(0, 0, None, None, None)
+    mean = row["events"] / days
+    # Whole events: n >= mean * min_ratio  <=>  n >= ceil(...), and likewise floor for the top;
+    # the epsilon keeps float noise (4.0 * 0.7 = 2.8000000000000003) from moving a bound.
+    return VolumeBaseline(
+        days=days,
+        events=row["events"],
+        mean_per_day=mean,
+        min_events=math.ceil(mean * settings.min_ratio - 1e-9),
+        max_events=math.floor(mean * settings.max_ratio + 1e-9),
+    )
+
+
+def volume_parameters(baseline: VolumeBaseline) -> dict[str, int]:
+    """The $PARAMETER values of silver_daily_volume; ValueError without trailing history."""
+    if baseline.days == 0:
+        raise ValueError("no trailing history: the volume check has nothing to compare with")
+    return {"volume_min_events": baseline.min_events, "volume_max_events": baseline.max_events}
 
 
 def summarize(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -96,7 +211,7 @@ def _describe_failure(result: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(condition, Mapping) and condition.get("type") == "comparison":
         label += f" where {condition['column']['name']} {condition['operator']} "
         label += repr(condition["parameter"])
-    return {"expectation": label, "observed": _describe_observed(result)}
+    return {"expectation": label, "observed": _describe_observed(result) + _describe_bounds(kwargs)}
 
 
 def _describe_observed(result: Mapping[str, Any]) -> str:
@@ -123,6 +238,23 @@ def _describe_observed(result: Mapping[str, Any]) -> str:
     return json.dumps(outcome, default=str)
 
 
+def _describe_bounds(kwargs: Mapping[str, Any]) -> str:
+    # The kwargs of a result hold the run's $PARAMETER values, so the operator sees the limit
+    # that was applied without opening the suite and the config.
+    parts = []
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is not None or high is not None:
+        left = "(" if kwargs.get("strict_min") else "["
+        right = ")" if kwargs.get("strict_max") else "]"
+        low_text = "-inf" if low is None else low
+        high_text = "inf" if high is None else high
+        parts.append(f"allowed {left}{low_text}, {high_text}{right}")
+    mostly = kwargs.get("mostly")
+    if isinstance(mostly, int | float) and mostly < 1:
+        parts.append(f"mostly {mostly}")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def run_suites(
     frames: Mapping[str, DataFrame],
     suites: Mapping[str, Mapping[str, Any]],
@@ -132,9 +264,14 @@ def run_suites(
 ) -> dict[str, dict[str, Any]]:
     """Validate each DataFrame against the suite of the same name; build Data Docs in docs_dir.
 
-    An ephemeral GX context keeps suites and results in memory; only the docs touch disk.
-    Returns the raw validation result of each suite as a JSON-ready dict.
+    One ValidationDefinition per suite rather than one Checkpoint: a Checkpoint hands the same
+    batch parameters (here: the DataFrame) to all its definitions, and each suite has its own
+    frame. An ephemeral GX context keeps suites and results in memory; only the docs touch
+    disk, built once for all suites. Returns each suite's raw result as a JSON-ready dict.
     """
+    missing = sorted(set(frames) - set(suites))
+    if missing:
+        raise ValueError(f"no suite for frame(s) {missing}; suites given: {sorted(suites)}")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is internals
     # Submodule paths: ruff takes the top-level name for the repo's great_expectations/ folder.
     from great_expectations.core import ExpectationSuite
@@ -186,6 +323,10 @@ def _require_partition(path: Path, what: str, producer: str) -> None:
         raise FileNotFoundError(f"no {what} partition at {path}: did the {producer} stage run?")
 
 
+def _lacking(frame: DataFrame, columns: tuple[str, ...]) -> list[str]:
+    return [c for c in columns if c not in frame.columns]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
     validate_partitions(get_spark("validate", args.cfg), args.cfg, args.run_date)
@@ -193,50 +334,87 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def validate_partitions(spark: SparkSession, cfg: Config, run_date: date) -> dict[str, Any]:
-    """Validate the day's silver events and catalog; write docs, raw results and stage report.
+    """Validate the day's bronze events, catalog and silver events; write docs and reports.
 
     Returns the stage report. Raises FileNotFoundError if a partition is missing and
     DataValidationError (after writing everything) if any expectation fails.
     """
     lake = Lake(cfg.paths.lake)
-    events_suite = cfg.validate_.suite
+    # A crash below must not leave an earlier run's verdict for train to find.
+    lake.stage_report(run_date, "validate").unlink(missing_ok=True)
     partitions = {
-        events_suite: lake.partition("silver", "events", run_date),
+        BRONZE_EVENTS_SUITE: lake.partition("bronze", "events", run_date),
         CATALOG_SUITE: lake.partition("bronze", "catalog", run_date),
+        SILVER_EVENTS_SUITE: lake.partition("silver", "events", run_date),
     }
-    _require_partition(partitions[events_suite], "silver events", "clean")
+    _require_partition(partitions[BRONZE_EVENTS_SUITE], "bronze events", "ingest")
     _require_partition(partitions[CATALOG_SUITE], "catalog", "ingest")
-    suites = {name: load_suite(cfg.paths.suites, name) for name in partitions}
+    _require_partition(partitions[SILVER_EVENTS_SUITE], "silver events", "clean")
+    names = (*partitions, COVERAGE_SUITE, VOLUME_SUITE)
+    suites = {name: load_suite(cfg.paths.suites, name) for name in names}
+    parameters = expectation_parameters(run_date, cfg.validate_, cfg.ingest.min_event_date)
     docs_dir = cfg.paths.reports / "validation" / f"dt={run_date.isoformat()}"
     shutil.rmtree(docs_dir, ignore_errors=True)  # a rerun replaces the day's docs, never adds
 
     # Read as written (no schema): the suites check the columns and types that are really there.
-    frames = {name: spark.read.parquet(str(path)).cache() for name, path in partitions.items()}
+    read = {name: spark.read.parquet(str(path)).cache() for name, path in partitions.items()}
+    silver, catalog = read[SILVER_EVENTS_SUITE], read[CATALOG_SUITE]
+    frames: dict[str, DataFrame] = dict(read)
+    skipped: dict[str, str] = {}
+    volume: dict[str, Any] | None = None
     try:
-        rows = {name: frame.count() for name, frame in frames.items()}
+        rows = {name: frame.count() for name, frame in read.items()}
+        if lacking := _lacking(silver, (ITEM_ID,)) + _lacking(catalog, (ITEM_ID,)):
+            skipped[COVERAGE_SUITE] = f"column {lacking} missing (see the other suites)"
+        else:
+            frames[COVERAGE_SUITE] = flag_items_missing_from_catalog(silver, catalog)
+        if _lacking(silver, (EVENT_TS,)):
+            skipped[VOLUME_SUITE] = f"column {EVENT_TS!r} missing from silver events"
+        else:
+            baseline = trailing_volume(silver, run_date, cfg.validate_.volume)
+            volume = asdict(baseline)
+            if baseline.days == 0:
+                skipped[VOLUME_SUITE] = (
+                    f"no silver events before {run_date}: no trailing days to compare the "
+                    "day's volume with"
+                )
+            else:
+                parameters.update(volume_parameters(baseline))
+                frames[VOLUME_SUITE] = events_on_day(silver, run_date)
+        for name, note in skipped.items():
+            log.warning("validate %s: %s skipped: %s", run_date, name, note)
         results = run_suites(
             frames,
-            suites,
-            expectation_parameters(run_date, cfg.validate_.min_events),
+            {name: suites[name] for name in frames},
+            parameters,
             docs_dir,
             run_name=run_date.isoformat(),
         )
     finally:
-        for frame in frames.values():
+        for frame in read.values():
             frame.unpersist()
 
     write_json_atomic(docs_dir / RESULTS_FILE, results)
+    index = docs_dir / "index.html"
     report = summarize(results)
     report.update(
         run_date=run_date.isoformat(),
+        partitions={name: str(path) for name, path in partitions.items()},
         rows_validated=rows,
-        data_docs_index=str(docs_dir / "index.html"),
+        parameters={
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in parameters.items()
+        },
+        volume=volume,
+        skipped=skipped,
+        data_docs_index=str(index),
         validation_results=str(docs_dir / RESULTS_FILE),
     )
     report_path = lake.write_stage_report(run_date, "validate", report)
+    # Logged on success and failure alike: the task log is where an operator looks first.
+    log.info("validate %s: Data Docs at %s", run_date, index)
     if not report["success"]:
         raise DataValidationError(failure_message(run_date, report, report_path))
-    log.info("validation passed for %s: %s rows; Data Docs at %s", run_date, rows, docs_dir)
+    log.info("validation passed for %s: %s rows", run_date, rows)
     return report
 
 
