@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.core.cli import parse_stage_args
+from jobs.core.paths import partition_digest, write_lineage
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 from jobs.core.spark import get_spark
 
@@ -50,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     cutoff = cutoff_for(run_date, cfg.split.test_days)
     order = (EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE)
     report: dict = {"cutoff": cutoff.isoformat()}
+    silver = lake.partition("silver", "events", run_date)
     for name, part in zip(("train", "test"), split_by_time(events, cutoff), strict=True):
         path = lake.partition("splits", name, run_date)
         part.orderBy(*order).write.mode("overwrite").parquet(str(path))
+        write_lineage(path, [{"partition": str(silver), "sha256": partition_digest(silver)}])
         stats = (
             spark.read.parquet(str(path))
             .agg(

@@ -27,7 +27,7 @@ from jobs.core.model import (
     rank_by_popularity,
     to_matrix,
 )
-from jobs.core.paths import Lake, read_partition
+from jobs.core.paths import Lake, read_partition, trace_lineage
 from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
 
 log = logging.getLogger("train")
@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
             context="training",
         )
+        # "Which raw files fed this model?": the chain of partitions back to the landed files.
+        lineage = trace_lineage(train_path)
+        mlflow.log_dict(lineage, "lineage.json")
+        mlflow.set_tag("lineage.raw_files", len(lineage["files"]))
         model_dir = Path(tmp) / "recommender"
         recommender.save(model_dir)
         example = pd.DataFrame({VISITOR_ID: data.visitor_ids[:2]})

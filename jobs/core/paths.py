@@ -94,6 +94,36 @@ def read_lineage(partition: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def trace_lineage(partition: Path) -> dict[str, Any]:
+    """Follow _lineage.json files back from a partition to the landed files at their root.
+
+    Returns {"partitions": [...every partition on the way...], "files": [...raw file entries,
+    each with its sha256...]}; a partition without lineage is listed under "untraced".
+    """
+    partitions: list[str] = []
+    files: dict[str, dict[str, Any]] = {}
+    untraced: list[str] = []
+    pending = [partition]
+    while pending:
+        current = pending.pop()
+        if str(current) in partitions:
+            continue
+        partitions.append(str(current))
+        if not (current / LINEAGE_FILE).is_file():
+            untraced.append(str(current))
+            continue
+        for entry in read_lineage(current)["inputs"]:
+            if "partition" in entry:
+                pending.append(Path(entry["partition"]))
+            else:
+                files[entry["file"]] = entry
+    return {
+        "partitions": sorted(partitions),
+        "files": [files[k] for k in sorted(files)],
+        "untraced": sorted(untraced),
+    }
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
