@@ -1,12 +1,24 @@
-"""Clean: bronze events -> silver events without crawlers and test traffic.
+"""Clean: every bronze events partition up to D -> silver events up to D, without bots and tests.
 
-Rules (thresholds in config `clean`):
-- `test_account` / `test_item`: QA accounts and test SKUs from the config deny-lists;
-- `events_per_day`: more events on one day than a person makes;
-- `views_without_conversion`: many views and never a cart or purchase (a crawler's sweep).
+Bronze `events/dt=D` holds what arrived for D; silver `events/dt=D` is the whole cleaned history
+up to D, the training input for D. The partitions are read together (a missed date stops the
+run, naming it), an event repeated on a later date keeps its earliest row, and then visitors
+breaking a rule lose all their events. Rules (thresholds and units in config `clean`):
 
-Every removed visitor is kept in `silver/removed_visitors` with the first rule that removed them,
-and the report counts visitors and events per rule.
+- `test_account`: QA accounts on the deny-list `test_visitor_ids`;
+- `events_per_day`: more rows than a person makes on one UTC day;
+- `events_per_minute`: more distinct instants than a person makes in any 60-second window
+  (a sliding window starting at each of the visitor's instants);
+- `inhuman_gaps`: a median time between consecutive instants shorter than reading a page takes;
+- `catalog_sweep`: consecutive views walking the item ids upwards (a crawler on the catalog);
+- `views_without_conversion`: many views and never a cart or purchase;
+- `test_item`: rows on the test SKUs `test_item_ids` go, their visitors stay.
+
+Every removed visitor is kept in `silver/removed_visitors/dt=D` with the first rule they break
+(in the order above), all the rules they break and the signals behind them. The stage report
+counts visitors and events per rule (a visitor breaking several counts under each), and the
+counts reconcile on the written data: rows in = rows out + removed events + duplicates across
+days. `python -m jobs.tools.bot_audit` measures the rules against the generator's ground truth.
 
 Run alone:
     spark-submit jobs/clean.py --run-date 2015-09-18 --config configs/local.yaml
@@ -15,46 +27,205 @@ Run alone:
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs.core.cli import parse_stage_args
-from jobs.core.config import CleanConfig
-from jobs.core.schemas import CART, EVENT_TS, EVENT_TYPE, ITEM_ID, PURCHASE, RULE, VIEW, VISITOR_ID
+from jobs.core.config import CleanConfig, Config
+from jobs.core.paths import Lake, partition_digest, write_lineage
+from jobs.core.schemas import (
+    CART,
+    EVENT_COLUMNS,
+    EVENT_KEY,
+    EVENT_TS,
+    EVENT_TYPE,
+    INGEST_RUN,
+    ITEM_ID,
+    PURCHASE,
+    RULE,
+    SOURCE,
+    VIEW,
+    VISITOR_ID,
+    event_schema,
+)
 from jobs.core.spark import get_spark
 
 log = logging.getLogger("clean")
 
-# Rules in the order they are reported when a visitor breaks several.
-RULES = ("test_account", "events_per_day", "views_without_conversion")
+# Visitor rules in the order that names a visitor's first rule; `test_item` removes rows only.
+RULES = (
+    "test_account",
+    "events_per_day",
+    "events_per_minute",
+    "inhuman_gaps",
+    "catalog_sweep",
+    "views_without_conversion",
+)
+TEST_ITEM = "test_item"
+RULES_BROKEN = "rules"  # removed_visitors: every rule the visitor breaks, in RULES order
+DT = "dt"  # the bronze partition date, read from the folder name
+# Signals per visitor (visitor_signals), also written beside each removed visitor.
+SIGNALS = (
+    "events",
+    "views",
+    "conversions",
+    "max_events_per_day",
+    "instants",
+    "max_events_per_minute",
+    "median_gap_seconds",
+    "view_pairs",
+    "ascending_view_share",
+)
+_MS_PER_DAY, _MINUTE_MS = 86_400_000, 60_000
+
+
+class BronzeGapError(FileNotFoundError):
+    """Bronze events lack partitions between the first one and the run date (a missed ingest)."""
+
+
+class MissingColumnsError(ValueError):
+    """A DataFrame handed to a transform lacks columns the transform needs."""
+
+
+class CleanCountsError(AssertionError):
+    """The written silver data does not reconcile with the bronze rows read."""
+
+
+def check_bronze_dates(dates: list[date], run_date: date, table: Path) -> None:
+    """Raise unless `dates` (bronze partitions, oldest first) run without a gap to run_date.
+
+    FileNotFoundError if there is none; BronzeGapError listing the missing dates otherwise.
+    Silver is the whole history, so training on it with a day missing would be silently wrong.
+    """
+    if not dates:
+        raise FileNotFoundError(
+            f"no bronze events partition up to {run_date} under {table}: "
+            f"run ingest for {run_date} (and every date before it that has data) first"
+        )
+    span = (run_date - dates[0]).days + 1
+    missing = sorted(set(dates[0] + timedelta(days=n) for n in range(span)) - set(dates))
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise BronzeGapError(
+            f"bronze events under {table} have no partition for {len(missing)} date(s) between "
+            f"{dates[0]} and {run_date}: {shown}{more}. Run ingest for them, then clean again."
+        )
+
+
+def _require(frame: DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise MissingColumnsError(f"{what} lacks columns {missing}; it has {frame.columns}")
+
+
+def drop_cross_day_duplicates(bronze: DataFrame) -> DataFrame:
+    """One row per EVENT_KEY: the one of the earliest `dt` (then source, ingest_run), without dt.
+
+    A late file can repeat rows an earlier date already brought; the first arrival is the one
+    lineage should point to. Returns EVENT_COLUMNS.
+    """
+    _require(bronze, (*EVENT_COLUMNS, DT), "bronze events")
+    # A hash aggregate, not a window: most keys are unique, and sorting every row by eight
+    # columns costs several times more.
+    first = F.min(F.struct(DT, SOURCE, INGEST_RUN)).alias("_first")
+    return (
+        bronze.groupBy(*EVENT_KEY)
+        .agg(first)
+        .select(*EVENT_KEY, F.col(f"_first.{SOURCE}"), F.col(f"_first.{INGEST_RUN}"))
+    )
+
+
+def visitor_signals(events: DataFrame) -> DataFrame:
+    """One row per visitor with the SIGNALS the rules read.
+
+    events, views, conversions (carts + purchases): rows; max_events_per_day: most rows on one
+    UTC day; instants: distinct event timestamps; max_events_per_minute: most instants in a
+    window [t, t + 60 s) starting at one of them; median_gap_seconds: median of the gaps between
+    consecutive instants (the mean of the middle two for an even count; null below 2 instants);
+    view_pairs: consecutive views (by time, then item id); ascending_view_share in [0, 1]: share
+    of those pairs whose item id is higher than the one before (null without pairs).
+    """
+    _require(events, (VISITOR_ID, EVENT_TS, ITEM_ID, EVENT_TYPE), "events")
+    # One sort of each visitor's rows by time serves every timing and order signal; the
+    # aggregations after it keep the visitor partitioning, so the rows are shuffled once.
+    by_time = Window.partitionBy(VISITOR_ID).orderBy("ms", ITEM_ID)
+    is_view = F.col(EVENT_TYPE) == VIEW
+    gap = F.col("ms") - F.lag("ms").over(by_time)  # 0 between rows of one instant
+    before = by_time.rowsBetween(Window.unboundedPreceding, -1)
+    previous_view = F.last(F.when(is_view, F.col(ITEM_ID)), ignorenulls=True).over(before)
+    timed = events.select(VISITOR_ID, ITEM_ID, EVENT_TYPE, F.unix_millis(EVENT_TS).alias("ms"))
+    # Days from epoch milliseconds, so that a day is a UTC day whatever the session time zone.
+    per_day = (
+        timed.groupBy(VISITOR_ID, F.floor(F.col("ms") / _MS_PER_DAY))
+        .count()
+        .groupBy(VISITOR_ID)
+        .agg(F.max("count").alias("max_events_per_day"))
+    )
+    rows = timed.select(
+        VISITOR_ID,
+        "ms",
+        is_view.cast("long").alias("view"),
+        F.col(EVENT_TYPE).isin(CART, PURCHASE).cast("long").alias("conversion"),
+        gap.alias("gap_ms"),
+        F.when(is_view, (F.col(ITEM_ID) > previous_view).cast("long")).alias("ascending"),
+    )
+    # Instants in [t, t + 60 s): the rows in that range that open a new instant.
+    new_instant = F.when(F.col("gap_ms") == 0, 0).otherwise(1)
+    minute = Window.partitionBy(VISITOR_ID).orderBy("ms").rangeBetween(0, _MINUTE_MS - 1)
+    rows = rows.withColumn("new_instant", new_instant).withColumn(
+        "in_minute", F.sum("new_instant").over(minute)
+    )
+    median_gap = F.median(F.when(F.col("gap_ms") > 0, F.col("gap_ms"))) / 1000
+    return (
+        rows.groupBy(VISITOR_ID)
+        .agg(
+            F.count("*").alias("events"),
+            F.sum("view").alias("views"),
+            F.sum("conversion").alias("conversions"),
+            F.sum("new_instant").alias("instants"),
+            F.max("in_minute").alias("max_events_per_minute"),
+            median_gap.alias("median_gap_seconds"),
+            F.count("ascending").alias("view_pairs"),
+            F.avg("ascending").alias("ascending_view_share"),
+        )
+        .join(per_day, VISITOR_ID)
+        .select(VISITOR_ID, *SIGNALS)
+    )
+
+
+def _broken(rules: CleanConfig) -> dict[str, Column]:
+    """Per rule, the condition on visitor_signals' columns; never null."""
+    test_ids = [int(v) for v in rules.test_visitor_ids]
+    conditions = {
+        "test_account": F.col(VISITOR_ID).isin(test_ids),
+        "events_per_day": F.col("max_events_per_day") > rules.max_events_per_day,
+        "events_per_minute": F.col("max_events_per_minute") > rules.max_events_per_minute,
+        "inhuman_gaps": (F.col("instants") >= rules.min_events_for_gaps)
+        & (F.col("median_gap_seconds") < rules.min_median_gap_seconds),
+        "catalog_sweep": (F.col("views") >= rules.min_views_for_sweep)
+        & (F.col("ascending_view_share") > rules.max_ascending_view_share),
+        "views_without_conversion": (F.col("views") >= rules.max_views_without_conversion)
+        & (F.col("conversions") == 0),
+    }
+    return {rule: F.coalesce(conditions[rule], F.lit(False)) for rule in RULES}
 
 
 def flag_bots(events: DataFrame, rules: CleanConfig) -> DataFrame:
-    """Visitors to remove, one row each: visitor_id, rule (the first rule of RULES they break)."""
-    per_day = (
-        events.groupBy(VISITOR_ID, F.to_date(EVENT_TS).alias("day"))
-        .count()
-        .groupBy(VISITOR_ID)
-        .agg(F.max("count").alias("max_per_day"))
-    )
-    funnel = events.groupBy(VISITOR_ID).agg(
-        F.sum((F.col(EVENT_TYPE) == VIEW).cast("long")).alias("views"),
-        F.sum(F.col(EVENT_TYPE).isin(CART, PURCHASE).cast("long")).alias("conversions"),
-    )
-    test_ids = [int(v) for v in rules.test_visitor_ids]
-    rule = (
-        F.when(F.col(VISITOR_ID).isin(test_ids), F.lit("test_account"))
-        .when(F.col("max_per_day") > rules.max_events_per_day, F.lit("events_per_day"))
-        .when(
-            (F.col("views") >= rules.max_views_without_conversion) & (F.col("conversions") == 0),
-            F.lit("views_without_conversion"),
-        )
-    )
+    """Visitors to remove, one row each: visitor_id, rule (the first of RULES they break),
+    rules (every rule they break, in RULES order) and their SIGNALS."""
+    broken = F.array(*[F.when(cond, F.lit(rule)) for rule, cond in _broken(rules).items()])
     return (
-        per_day.join(funnel, VISITOR_ID)
-        .select(VISITOR_ID, rule.alias(RULE))
-        .where(F.col(RULE).isNotNull())
+        visitor_signals(events)
+        .withColumn(RULES_BROKEN, F.array_compact(broken))
+        .where(F.size(RULES_BROKEN) > 0)
+        .select(VISITOR_ID, F.col(RULES_BROKEN)[0].alias(RULE), RULES_BROKEN, *SIGNALS)
     )
 
 
@@ -62,61 +233,132 @@ def drop_flagged(
     events: DataFrame, flagged: DataFrame, test_item_ids: tuple[int, ...]
 ) -> DataFrame:
     """Events of unflagged visitors, without rows on test SKUs."""
-    kept = events.join(flagged.select(VISITOR_ID), VISITOR_ID, "left_anti")
+    _require(events, (VISITOR_ID, ITEM_ID), "events")
+    _require(flagged, (VISITOR_ID,), "flagged visitors")
+    kept = events.join(F.broadcast(flagged.select(VISITOR_ID)), VISITOR_ID, "left_anti")
     return kept.where(~F.col(ITEM_ID).isin([int(i) for i in test_item_ids]))
 
 
 def count_by_rule(events: DataFrame, flagged: DataFrame, test_item_ids: tuple[int, ...]) -> dict:
-    """{rule: {"visitors": n, "events": n}} for the report, including `test_item` rows."""
+    """What the rules remove from `events`, for the report.
+
+    {"by_rule": {rule: {"visitors": n, "events": n}} for RULES (a visitor breaking several
+    counts under each) and "test_item" (rows of kept visitors on test SKUs; visitors None),
+    "any_rule": {"visitors": n, "events": n} (the union of the visitor rules),
+    "removed_events": any_rule events + test_item events}.
+    """
+    _require(events, (VISITOR_ID, ITEM_ID), "events")
+    _require(flagged, (VISITOR_ID, RULES_BROKEN), "flagged visitors")
+    tagged = events.select(VISITOR_ID, ITEM_ID).join(
+        F.broadcast(flagged.select(VISITOR_ID, RULES_BROKEN)), VISITOR_ID, "left"
+    )
+    is_flagged = F.col(RULES_BROKEN).isNotNull()
     per_rule = (
-        events.join(flagged, VISITOR_ID)
+        tagged.where(is_flagged)
+        .select(VISITOR_ID, F.explode(RULES_BROKEN).alias(RULE))
         .groupBy(RULE)
         .agg(F.countDistinct(VISITOR_ID).alias("visitors"), F.count("*").alias("events"))
         .collect()
     )
-    counts = {r[RULE]: {"visitors": r["visitors"], "events": r["events"]} for r in per_rule}
-    test_rows = (
-        events.join(flagged.select(VISITOR_ID), VISITOR_ID, "left_anti")
-        .where(F.col(ITEM_ID).isin([int(i) for i in test_item_ids]))
-        .count()
-    )
-    counts["test_item"] = {"visitors": None, "events": test_rows}
-    return {rule: counts.get(rule, {"visitors": 0, "events": 0}) for rule in (*RULES, "test_item")}
+    found = {r[RULE]: {"visitors": r["visitors"], "events": r["events"]} for r in per_rule}
+    test_items = [int(i) for i in test_item_ids]
+    totals = tagged.agg(
+        F.countDistinct(F.when(is_flagged, F.col(VISITOR_ID))).alias("visitors"),
+        F.count(F.when(is_flagged, 1)).alias("events"),
+        F.count(F.when(~is_flagged & F.col(ITEM_ID).isin(test_items), 1)).alias("test_rows"),
+    ).first()
+    by_rule = {rule: found.get(rule, {"visitors": 0, "events": 0}) for rule in RULES}
+    by_rule[TEST_ITEM] = {"visitors": None, "events": totals["test_rows"]}
+    return {
+        "by_rule": by_rule,
+        "any_rule": {"visitors": totals["visitors"], "events": totals["events"]},
+        "removed_events": totals["events"] + totals["test_rows"],
+    }
+
+
+def reconcile(rows_in: int, rows_out: int, removed_events: int, duplicates: int) -> None:
+    """Raise CleanCountsError unless rows in = rows out + removed events + duplicates."""
+    if rows_in != rows_out + removed_events + duplicates:
+        raise CleanCountsError(
+            f"clean counts do not reconcile: {rows_in} bronze rows in, {rows_out} silver rows "
+            f"written, {removed_events} removed by rule, {duplicates} duplicates across days "
+            f"(off by {rows_in - rows_out - removed_events - duplicates})"
+        )
+
+
+def read_bronze(spark: SparkSession, lake: Lake, dates: list[date]) -> DataFrame:
+    """The bronze events partitions of `dates` as one DataFrame with their `dt` (a date)."""
+    schema = event_schema().add(T.StructField(DT, T.DateType(), False))
+    paths = [str(lake.partition("bronze", "events", d)) for d in dates]
+    table = str(lake.table("bronze", "events"))
+    return spark.read.schema(schema).option("basePath", table).parquet(*paths)
+
+
+def clean(spark: SparkSession, cfg: Config, run_date: date) -> dict:
+    """Build silver events and removed visitors for run_date; return the stage report."""
+    lake = Lake(cfg.paths.lake)
+    dates = lake.dates_until("bronze", "events", run_date)
+    check_bronze_dates(dates, run_date, lake.table("bronze", "events"))
+    bronze = read_bronze(spark, lake, dates)
+    rows_by_date = {r[DT]: r["count"] for r in bronze.groupBy(DT).count().collect()}
+    rows_in = sum(rows_by_date.values())
+    events = drop_cross_day_duplicates(bronze).cache()
+    duplicates = rows_in - events.count()
+
+    started = time.perf_counter()
+    removed_path = lake.partition("silver", "removed_visitors", run_date)
+    # A few hundred rows: one sorted file, without the sampling pass a global sort would add.
+    flagged = flag_bots(events, cfg.clean).repartition(1).sortWithinPartitions(VISITOR_ID)
+    flagged.write.mode("overwrite").parquet(str(removed_path))
+    flag_seconds = time.perf_counter() - started
+    # Read back: what is counted and dropped is exactly what was written.
+    removed = spark.read.parquet(str(removed_path)).cache()
+    silver_path = lake.partition("silver", "events", run_date)
+    drop_flagged(events, removed, cfg.clean.test_item_ids).select(*EVENT_COLUMNS).orderBy(
+        *EVENT_KEY
+    ).write.mode("overwrite").parquet(str(silver_path))
+    rows_out = spark.read.parquet(str(silver_path)).count()
+    counts = count_by_rule(events, removed, cfg.clean.test_item_ids)
+    reconcile(rows_in, rows_out, counts["removed_events"], duplicates)
+
+    inputs = [
+        {
+            "partition": str(lake.partition("bronze", "events", d)),
+            "rows": rows_by_date.get(d, 0),
+            "sha256": partition_digest(lake.partition("bronze", "events", d)),
+        }
+        for d in dates
+    ]
+    n_removed = removed.count()
+    write_lineage(silver_path, inputs, rows=rows_out, config=cfg.fingerprint())
+    write_lineage(removed_path, inputs, rows=n_removed, config=cfg.fingerprint())
+    report = {
+        "run_date": run_date.isoformat(),
+        "bronze_partitions": len(dates),
+        "first_bronze_date": dates[0].isoformat(),
+        "rows_in": rows_in,
+        "duplicates_across_days": duplicates,
+        "rows_out": rows_out,
+        "removed_events": counts["removed_events"],
+        "removed_visitors": n_removed,
+        "by_rule": counts["by_rule"],
+        "any_rule": counts["any_rule"],
+        "flag_seconds": round(flag_seconds, 1),
+    }
+    lake.write_stage_report(run_date, "clean", report)
+    events.unpersist()
+    removed.unpersist()
+    log.info("clean %s: %s", run_date, report)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
-    spark = get_spark("clean", cfg)
-
-    events = spark.read.parquet(str(lake.partition("bronze", "events", run_date))).cache()
-    flagged = flag_bots(events, cfg.clean).orderBy(VISITOR_ID).cache()
-    silver = drop_flagged(events, flagged, cfg.clean.test_item_ids).orderBy(
-        EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE
-    )
-    silver.write.mode("overwrite").parquet(str(lake.partition("silver", "events", run_date)))
-    flagged.write.mode("overwrite").parquet(
-        str(lake.partition("silver", "removed_visitors", run_date))
-    )
-    rows_out = spark.read.parquet(str(lake.partition("silver", "events", run_date))).count()
-    rows_in = events.count()
-    by_rule = count_by_rule(events, flagged, cfg.clean.test_item_ids)
-    removed = sum(v["events"] for v in by_rule.values())
-    if rows_in != rows_out + removed:
-        raise AssertionError(
-            f"clean counts do not reconcile: {rows_in} in, {rows_out} out, "
-            f"{removed} removed by rule {by_rule}"
-        )
-    report = {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "removed_events": removed,
-        "removed_visitors": flagged.count(),
-        "by_rule": by_rule,
-    }
-    lake.write_stage_report(run_date, "clean", report)
-    log.info("clean %s: %s", run_date, report)
-    spark.stop()
+    spark = get_spark("clean", args.cfg)
+    try:
+        clean(spark, args.cfg, args.run_date)
+    finally:
+        spark.stop()
     return 0
 
 

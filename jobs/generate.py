@@ -2,8 +2,9 @@
 
 The stand-in for the Kaggle RetailRocket dump, whose licence forbids shipping it: same files and
 columns, same shape at --scale 1 (~2.8M events, ~1.4M visitors, ~235k items, 2015-05-03 to
-2015-09-18), a known preference model behind the events and the usual dirt (crawler bots, test
-accounts, malformed and duplicated lines), all listed in ground_truth/ with summary.json.
+2015-09-18), a known preference model behind the events and the usual dirt (seven kinds of
+bots, test accounts, malformed and duplicated lines), all listed in ground_truth/ with
+summary.json.
 
     python -m jobs.generate --out data/raw --scale 0.01 --seed 42 [--start 2015-05-03 --end ...]
 
@@ -55,7 +56,20 @@ RETURNING_SHARE = 0.10  # visitors with several sessions: who a recommender can 
 REVISIT_SHARE = 0.2  # views re-opening an item the same visitor viewed before
 CART_RATE, PURCHASE_RATE = 0.035, 0.32  # per view and per cart; stock-outs remove a few
 LATE_LAUNCH_SHARE, STOCK_FLIPS_PER_ITEM, RECATEGORISED_SHARE = 0.25, 0.7, 0.01
-BOTS_AT_SCALE_1, BOT_VIEW_SHARE, MIN_BOT_VIEWS = 25, 0.03, 150
+BOTS_AT_SCALE_1, MIN_BOT_VIEWS = 84, 150
+# Mean views of one bot at scale 1, by kind (_generate_bots says how each behaves). A bot's views
+# grow with the square root of the scale, like the number of bots, so bot traffic stays ~2.5% of
+# the events. At small scales the first kinds come first: 2 bots are a crawler and a sweeper.
+BOT_VIEWS_AT_SCALE_1 = {
+    "crawler": 1500,
+    "sweeper": 1500,
+    "scraper": 700,
+    "stock_checker": 600,
+    "cart_sweeper": 500,
+    "scalper": 250,
+    "monitor": 500,
+}
+BOT_KINDS = tuple(BOT_VIEWS_AT_SCALE_1)
 N_TEST_ACCOUNTS, N_TEST_ITEMS, TEST_ORDERS_AT_SCALE_1 = 3, 4, 30
 DUPLICATE_RATE, MALFORMED_RATE = 0.001, 0.0007  # per events.csv line
 MAX_SCALE = 5.0  # peak memory is ~1.5 GB per unit of scale
@@ -348,26 +362,147 @@ def _event_columns(ts: Array, visitorid: Array, event: int | Array, itemid: Arra
     return {"timestamp": ts, "visitorid": visitorid, "event": event, "itemid": itemid}
 
 
-def _generate_bots(
-    config: GeneratorConfig, catalog: Catalog, botid: Array, rng: Rng
-) -> tuple[Array, Columns]:
-    """(kind per bot, their views as event columns): thousands of views seconds apart, no buys.
+def _one_run(gaps: Array, rng: Rng) -> Array:
+    """Offsets in ms from the first day's midnight of events `gaps` apart, from a random time."""
+    return rng.integers(0, DAY) + np.cumsum(gaps) - gaps[0]
 
-    Sweepers walk the item ids in order, crawlers pick items at random; both skip items not
-    launched yet.
+
+def _daily_batches(gaps: Array, per_day: int, rng: Rng) -> Array:
+    """Offsets in ms from the first day's midnight: per_day events `gaps` apart once a day.
+
+    A batch starts at the bot's hour (before 20:00, so that it ends the day it starts) plus up
+    to 50 minutes, so no UTC day holds more than one batch.
     """
-    n, by_id = botid.size, np.argsort(catalog.itemid)
-    kind = np.array(["sweeper", "crawler"])[rng.permutation(np.arange(n) % 2)]
-    per_bot = max(MIN_BOT_VIEWS, BOT_VIEW_SHARE * 2.1 * config.sizes[0] / n)
-    n_views = np.maximum(MIN_BOT_VIEWS, rng.lognormal(math.log(per_bot), 0.3, n)).astype(int)
-    owner = np.repeat(np.arange(n), n_views)
-    begin = config.start_ms + rng.integers(0, max(config.span_ms - DAY, HOUR), n)
-    ts = begin[owner] + _cumsum_by_segment(rng.integers(SECOND, 10 * SECOND, owner.size), n_views)
-    step = _cumsum_by_segment(np.ones_like(owner), n_views)
-    sweep = by_id[(rng.integers(0, by_id.size, n)[owner] + step) % by_id.size]
-    item = np.where(kind[owner] == "sweeper", sweep, rng.integers(0, by_id.size, owner.size))
-    keep = (ts < config.start_ms + config.span_ms) & (catalog.launch_ms[item] <= ts)
-    return kind, _event_columns(ts[keep], botid[owner][keep], VIEW, catalog.itemid[item][keep])
+    index = np.arange(gaps.size)
+    day, counts = index // per_day, np.bincount(index // per_day)
+    within = _cumsum_by_segment(np.where(index % per_day == 0, 0, gaps), counts)
+    hour = rng.integers(0, 20) * HOUR
+    return day * DAY + hour + rng.integers(0, 50 * MINUTE, counts.size)[day] + within
+
+
+def _fast_gaps(n: int, rng: Rng) -> Array:
+    return rng.integers(SECOND, 10 * SECOND, n)
+
+
+def _regular_gaps(n: int, rng: Rng) -> Array:
+    return rng.integers(2 * SECOND, 6 * SECOND, n)
+
+
+def _human_gaps(n: int, median_seconds: float, rng: Rng) -> Array:
+    return rng.lognormal(math.log(median_seconds * SECOND), 0.5, n).astype(np.int64)
+
+
+def _cart_delays(n: int, share: float, low_ms: int, high_ms: int, rng: Rng) -> Array:
+    """Per view the delay of a cart after it, in ms, for a `share` of them; -1: no cart."""
+    return np.where(rng.random(n) < share, rng.integers(low_ms, high_ms, n), -1)
+
+
+# A bot's behaviour: n views -> (offset in ms from its first day's midnight, place on the shelf,
+# cart delay in ms or -1) per view. The place is a share of the shelf in [0, 1) for bots that
+# pick items, a step count for bots that walk the shelf (item ids in order).
+def _crawler(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    return _one_run(_fast_gaps(n, rng), rng), rng.random(n), np.full(n, -1)
+
+
+def _sweeper(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    return _one_run(_fast_gaps(n, rng), rng), np.arange(n), np.full(n, -1)
+
+
+def _scraper(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    offset = _daily_batches(_regular_gaps(n, rng), int(rng.integers(60, 181)), rng)
+    return offset, rng.random(n), np.full(n, -1)
+
+
+def _stock_checker(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    offset = _daily_batches(_regular_gaps(n, rng), int(rng.integers(60, 141)), rng)
+    return offset, rng.random(n), _cart_delays(n, 0.25, SECOND, 2 * SECOND, rng)
+
+
+def _cart_sweeper(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    offset = _daily_batches(_human_gaps(n, 30, rng), int(rng.integers(80, 161)), rng)
+    steps = np.cumsum(rng.integers(1, 4, n)) - 1
+    return offset, steps, _cart_delays(n, 0.05, 5 * SECOND, 20 * SECOND, rng)
+
+
+def _scalper(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    burst = int(rng.integers(35, 61))  # n >= MIN_BOT_VIEWS: browsing views outnumber the burst
+    browse = _daily_batches(_human_gaps(n - burst, 30, rng), int(rng.integers(20, 41)), rng)
+    day = rng.integers(0, browse[-1] // DAY + 1)
+    after = browse[browse // DAY == day].max() + rng.integers(MINUTE, 5 * MINUTE)
+    reloads = after + np.cumsum(rng.integers(300, 1_200, burst))
+    targets = rng.random(rng.integers(1, 4))
+    place = np.r_[rng.random(n - burst), targets[np.arange(burst) % targets.size]]
+    carts = np.r_[np.full(n - burst, -1), _cart_delays(burst, 0.1, 100, 300, rng)]
+    return np.r_[browse, reloads], place, carts
+
+
+def _monitor(n: int, rng: Rng) -> tuple[Array, Array, Array]:
+    watched = rng.random(rng.integers(20, 61))
+    days = -(-n // watched.size)
+    order = np.argsort(rng.random((days, watched.size)), axis=1).ravel()
+    offset = _daily_batches(_human_gaps(order.size, 40, rng), watched.size, rng)
+    return offset, watched[order], np.full(order.size, -1)
+
+
+# kind -> (behaviour, walks the shelf in item-id order)
+_BOT_BEHAVIOURS = {
+    "crawler": (_crawler, False),
+    "sweeper": (_sweeper, True),
+    "scraper": (_scraper, False),
+    "stock_checker": (_stock_checker, False),
+    "cart_sweeper": (_cart_sweeper, True),
+    "scalper": (_scalper, False),
+    "monitor": (_monitor, False),
+}
+
+
+def _generate_bots(
+    config: GeneratorConfig, catalog: Catalog, flips: Array, botid: Array, rng: Rng
+) -> tuple[Array, Columns]:
+    """(kind per bot, their views and carts as event columns). No bot buys.
+
+    Each kind shows some of the signs a cleaning stage looks for and hides others, so that each
+    rule can be measured against this ground truth:
+
+    - crawler: random items 1-10 s apart, thousands in one run (volume, no conversion);
+    - sweeper: the same, walking the item ids upwards (also a catalog sweep);
+    - scraper: a daily batch of 60-180 random views 2-6 s apart, under a daily volume cap;
+    - stock_checker: a daily batch of views 2-6 s apart, a quarter carted 1-2 s later;
+    - cart_sweeper: walks the item ids upwards (skipping some) at a human pace, 80-160 views a
+      day, carts 1 view in 20;
+    - scalper: human-paced browsing plus one burst of 35-60 reloads of 1-3 items 0.3-1.2 s
+      apart, carting some;
+    - monitor: the same 20-60 watched items once a day in a shuffled order at a human pace.
+
+    A bot views only items launched before its first day, carts only items in stock, and starts
+    late enough to finish inside the period when it can.
+    """
+    kind = np.array(BOT_KINDS)[rng.permutation(np.arange(botid.size) % len(BOT_KINDS))]
+    by_id, end_ms = np.argsort(catalog.itemid), config.start_ms + config.span_ms
+    n_days = config.span_ms // DAY
+    parts = []
+    for bot, name in zip(botid, kind, strict=True):
+        mean = BOT_VIEWS_AT_SCALE_1[name] * math.sqrt(config.scale)
+        n = max(MIN_BOT_VIEWS, round(rng.lognormal(math.log(mean), 0.3)))
+        behaviour, walks = _BOT_BEHAVIOURS[name]
+        offset, place, cart_delay = behaviour(n, rng)
+        days = int(offset.max() // DAY) + 1
+        first_day = config.start_ms + int(rng.integers(0, max(n_days - days, 0) + 1)) * DAY
+        shelf = by_id[catalog.launch_ms[by_id] <= first_day]
+        if walks:
+            item = shelf[(rng.integers(0, shelf.size) + place) % shelf.size]
+        else:
+            item = shelf[(place * shelf.size).astype(np.int64)]
+        ts = first_day + offset
+        view = np.flatnonzero(ts < end_ms)
+        cart = view[cart_delay[view] >= 0]
+        cart_ts = ts[cart] + cart_delay[cart]
+        ok = cart_ts < end_ms
+        ok[ok] = _in_stock(flips, item[cart[ok]], cart_ts[ok], config)
+        for when, rows, event in ((ts[view], view, VIEW), (cart_ts[ok], cart[ok], CART)):
+            ids = np.full(rows.size, bot)
+            parts.append(_event_columns(when, ids, event, catalog.itemid[item[rows]]))
+    return kind, {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def _generate_test_orders(
@@ -556,13 +691,13 @@ def generate_shop(config: GeneratorConfig) -> Files:
     visitors = _generate_visitors(catalog, visitorid, _rng(config.seed, "tastes"))
     views = _generate_views(config, catalog, visitors, _rng(config.seed, "views"))
     carts, purchases = _generate_funnel(config, visitors, views, flips, _rng(config.seed, "funnel"))
-    bot_kind, bot_views = _generate_bots(config, catalog, botid, _rng(config.seed, "bots"))
+    bot_kind, bot_events = _generate_bots(config, catalog, flips, botid, _rng(config.seed, "bots"))
     parts = [
         _event_columns(p["ts"], visitorid[p["visitor"]], event, catalog.itemid[p["item"]])
         for p, event in ((views, VIEW), (carts, CART), (purchases, PURCHASE))
     ]
     parts += [
-        bot_views,
+        bot_events,
         _generate_test_orders(config, catalog, accountid, _rng(config.seed, "tests")),
     ]
     events = _assemble_events(parts, _rng(config.seed, "transactions"))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import date
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,15 +146,62 @@ class IngestConfig(_Section):
 
 
 class CleanConfig(_Section):
+    """Rules of jobs/clean.py. A visitor breaking any visitor rule loses all their events.
+
+    Timing rules count a visitor's distinct event instants (a checkout writes one purchase row
+    per item at one instant), volume per day counts rows.
+    """
+
+    # Rows of one visitor on one UTC calendar day; more is a bot.
     max_events_per_day: int = Field(200, gt=0)
+    # Distinct instants of one visitor in any 60-second window [t, t + 60 s); more is a bot.
+    max_events_per_minute: int = Field(30, gt=0)
+    # Median seconds between a visitor's consecutive distinct instants; below it is a bot, once
+    # the visitor has at least `min_events_for_gaps` instants.
+    min_median_gap_seconds: float = Field(5.0, gt=0)
+    min_events_for_gaps: int = Field(20, ge=3)
+    # Share in (0.5, 1] of a visitor's consecutive view pairs whose item id is higher than the
+    # one before; above it is a catalog sweep, once the visitor has at least
+    # `min_views_for_sweep` views. Random browsing gives about 0.5; 1 turns the rule off.
+    max_ascending_view_share: float = Field(0.8, gt=0.5, le=1)
+    min_views_for_sweep: int = Field(30, ge=3)
+    # Views of a visitor with no cart or purchase at all; this many or more is a bot.
     max_views_without_conversion: int = Field(300, gt=0)
+    # Known QA accounts (all their events go) and test SKUs (their rows go, the visitors stay).
     test_visitor_ids: tuple[int, ...] = ()
     test_item_ids: tuple[int, ...] = ()
 
 
+class VolumeCheckConfig(_Section):
+    """The day's volume check: silver events dated on the logical date D, against the mean per
+    day of the `trailing_days` days before D, must lie in [min_ratio, max_ratio] x that mean.
+
+    Skipped (and noted in the stage report) when silver has no events before D. An empty day
+    fails unless min_ratio is 0: after days of traffic, a day without any is a broken feed.
+    """
+
+    trailing_days: int = Field(7, gt=0)  # days before D the mean is taken over
+    min_ratio: float = Field(0.5, ge=0)  # fewest events on D, as a multiple of the mean
+    max_ratio: float = Field(2.0, gt=0)  # most events on D, as a multiple of the mean
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VolumeCheckConfig:
+        if self.min_ratio > self.max_ratio:
+            raise ValueError(f"min_ratio {self.min_ratio} is above max_ratio {self.max_ratio}")
+        return self
+
+
 class ValidateConfig(_Section):
-    suite: str = "silver_events"
+    """Thresholds of the validate stage's suites (great_expectations/README.md)."""
+
+    # Fewest rows silver events (the whole cleaned history up to D) may hold, >= 0.
     min_events: int = Field(100, ge=0)
+    # Highest plausible unit price, in the shop's currency, in events and the catalog (>= 0);
+    # a higher one is a unit or parsing error (cents read as units, a SKU in the price field).
+    max_price: float = Field(100_000.0, ge=0)
+    # Least share of silver events whose item_id is in the day's catalog snapshot, in [0, 1].
+    catalog_coverage: float = Field(0.95, ge=0, le=1)
+    volume: VolumeCheckConfig = Field(default_factory=VolumeCheckConfig)
 
 
 class SplitConfig(_Section):

@@ -1,53 +1,337 @@
-from datetime import datetime, timedelta
+"""jobs/clean.py: each rule on a visitor who breaks it and one who just does not, the union of
+bronze partitions (gaps, cross-day duplicates) and counts that reconcile on the written data."""
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from jobs.clean import count_by_rule, drop_flagged, flag_bots
+from jobs.clean import (
+    BronzeGapError,
+    CleanCountsError,
+    MissingColumnsError,
+    check_bronze_dates,
+    clean,
+    count_by_rule,
+    drop_cross_day_duplicates,
+    drop_flagged,
+    flag_bots,
+    reconcile,
+    visitor_signals,
+)
 from jobs.core.config import CleanConfig
+from jobs.core.paths import Lake, read_lineage
+from jobs.core.schemas import event_schema
 
-pytestmark = pytest.mark.spark
-DAY = datetime(2015, 9, 1)
-RULES = CleanConfig(
-    max_events_per_day=5,
-    max_views_without_conversion=4,
-    test_visitor_ids=(900,),
-    test_item_ids=(77,),
+D = date(2015, 9, 18)
+T0 = datetime(2015, 9, 1, tzinfo=UTC)  # a Tuesday, 00:00 UTC
+# Every rule as good as off; each test turns on the one it checks.
+OFF = CleanConfig(
+    max_events_per_day=10**6,
+    max_events_per_minute=10**6,
+    min_median_gap_seconds=1e-9,
+    min_events_for_gaps=10**6,
+    max_ascending_view_share=1.0,
+    min_views_for_sweep=10**6,
+    max_views_without_conversion=10**6,
 )
 
 
 def _events(spark, rows):
+    """(seconds after T0, visitor, item, event_type) -> bronze-shaped events."""
     return spark.createDataFrame(
-        [(DAY + timedelta(minutes=m), v, i, t, None) for m, v, i, t in rows],
-        "event_ts timestamp, visitor_id long, item_id long, event_type string, transaction_id long",
+        [
+            (T0 + timedelta(seconds=s), v, i, t, None, None, None, None, "shop", "ingest/x")
+            for s, v, i, t in rows
+        ],
+        event_schema(),
     )
 
 
-@pytest.fixture()
-def events(spark):
-    rows = [(0, 1, 10, "view"), (1, 1, 10, "cart")]  # a shopper
-    rows += [(m, 2, 10 + m, "view") for m in range(6)]  # 6 events in one day: crawler
-    rows += [(m * 1440, 3, 20 + m, "view") for m in range(4)]  # 4 views over 4 days, no cart
-    rows += [(0, 900, 10, "view")]  # QA account
-    rows += [(5, 4, 77, "view"), (6, 4, 11, "view")]  # a shopper who viewed a test SKU
-    return _events(spark, rows)
+def _flagged(events, rules):
+    return {r.visitor_id: (r.rule, list(r.rules)) for r in flag_bots(events, rules).collect()}
 
 
-def test_flag_bots_names_the_first_rule_each_visitor_breaks(events):
-    flagged = {r.visitor_id: r.rule for r in flag_bots(events, RULES).collect()}
-    assert flagged == {2: "events_per_day", 3: "views_without_conversion", 900: "test_account"}
+# --- partitions -------------------------------------------------------------------------------
 
 
-def test_drop_flagged_keeps_shoppers_without_test_skus(events):
-    kept = drop_flagged(events, flag_bots(events, RULES), RULES.test_item_ids)
-    assert sorted((r.visitor_id, r.item_id) for r in kept.collect()) == [(1, 10), (1, 10), (4, 11)]
+def test_check_bronze_dates_accepts_a_run_without_gaps(tmp_path):
+    check_bronze_dates([date(2015, 9, 16), date(2015, 9, 17), D], D, tmp_path)
+    check_bronze_dates([D], D, tmp_path)
 
 
-def test_count_by_rule_accounts_for_every_removed_event(events):
-    counts = count_by_rule(events, flag_bots(events, RULES), RULES.test_item_ids)
-    assert counts == {
-        "test_account": {"visitors": 1, "events": 1},
-        "events_per_day": {"visitors": 1, "events": 6},
-        "views_without_conversion": {"visitors": 1, "events": 4},
-        "test_item": {"visitors": None, "events": 1},
+def test_check_bronze_dates_without_partitions_names_the_path_and_ingest(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"under {tmp_path}: run ingest")):
+        check_bronze_dates([], D, tmp_path)
+
+
+def test_check_bronze_dates_lists_every_missing_date_including_the_run_date(tmp_path):
+    with pytest.raises(BronzeGapError, match="2 date.*2015-09-15, 2015-09-18. Run ingest"):
+        check_bronze_dates([date(2015, 9, 14), date(2015, 9, 16), date(2015, 9, 17)], D, tmp_path)
+
+
+def test_reconcile_accepts_exact_counts_and_names_the_difference_otherwise():
+    reconcile(rows_in=10, rows_out=6, removed_events=3, duplicates=1)
+    with pytest.raises(CleanCountsError, match=r"off by 1\)"):
+        reconcile(rows_in=10, rows_out=6, removed_events=2, duplicates=1)
+
+
+@pytest.mark.spark
+def test_cross_day_duplicates_keep_the_earliest_partitions_row(spark):
+    schema = event_schema().add("dt", "date")
+    ts = datetime(2015, 9, 16, 12, tzinfo=UTC)
+    row = (ts, 1, 10, "view", None, 9.5, None, None, "shop")
+    bronze = spark.createDataFrame(
+        [
+            (*row, "ingest/2015-09-17", date(2015, 9, 17)),
+            (*row, "ingest/2015-09-16", date(2015, 9, 16)),  # same event (nulls equal), earlier
+            (
+                ts,
+                1,
+                10,
+                "view",
+                None,
+                9.9,
+                None,
+                None,
+                "shop",
+                "ingest/2015-09-17",
+                date(2015, 9, 17),
+            ),
+        ],
+        schema,
+    )
+    kept = sorted((r.price, r.ingest_run) for r in drop_cross_day_duplicates(bronze).collect())
+    assert kept == [(9.5, "ingest/2015-09-16"), (9.9, "ingest/2015-09-17")]
+    with pytest.raises(MissingColumnsError, match="'dt'"):
+        drop_cross_day_duplicates(bronze.drop("dt"))
+
+
+# --- signals and rules ------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_visitor_signals_on_one_visitor(spark):
+    rows = [
+        (0, 1, 30, "view"),
+        (10, 1, 10, "view"),
+        (10, 1, 10, "cart"),  # same instant as the view before it
+        (40, 1, 20, "view"),
+        (86_400 + 100, 1, 25, "view"),  # the next UTC day
+    ]
+    (s,) = visitor_signals(_events(spark, rows)).collect()
+    assert s.asDict() == {
+        "visitor_id": 1,
+        "events": 5,
+        "views": 4,
+        "conversions": 1,
+        "max_events_per_day": 4,
+        "instants": 4,
+        "max_events_per_minute": 3,
+        "median_gap_seconds": 30.0,  # gaps 10, 30, 86,460 s
+        "view_pairs": 3,
+        "ascending_view_share": pytest.approx(2 / 3),  # 30->10 down, 10->20 up, 20->25 up
     }
-    assert events.count() == 3 + sum(c["events"] for c in counts.values())
+    with pytest.raises(MissingColumnsError, match="'event_type'"):
+        visitor_signals(_events(spark, rows).drop("event_type"))
+
+
+@pytest.mark.spark
+def test_events_per_day_counts_rows_per_utc_day(spark):
+    rows = [(h * 3600, 1, 10 + h, "view") for h in range(5)]  # 5 on one day
+    # 4 before midnight and 4 after: 8 in 24 hours, but at most 4 on a UTC day.
+    rows += [(86_400 - 60 * (m + 1), 2, 10, "view") for m in range(4)]
+    rows += [(86_400 + 60 * m, 2, 10, "view") for m in range(4)]
+    rules = OFF.model_copy(update={"max_events_per_day": 4})
+    assert _flagged(_events(spark, rows), rules) == {1: ("events_per_day", ["events_per_day"])}
+
+
+@pytest.mark.spark
+def test_events_per_minute_counts_instants_in_a_sixty_second_window(spark):
+    rows = [(s, 1, 10, "view") for s in (0, 20, 40, 59.999)]  # 4 in [0, 60 s)
+    rows += [(s, 2, 10, "view") for s in (0, 20, 40, 60)]  # 60 s falls in the next window
+    # A checkout of three items: three rows, one instant; 3 instants in the minute.
+    rows += [(0, 3, 10, "view"), (30, 3, 10, "cart")]
+    rows += [(50, 3, i, "purchase") for i in (10, 11, 12)]
+    rules = OFF.model_copy(update={"max_events_per_minute": 3})
+    flagged = _flagged(_events(spark, rows), rules)
+    assert flagged == {1: ("events_per_minute", ["events_per_minute"])}
+
+
+@pytest.mark.spark
+def test_inhuman_gaps_need_a_short_median_over_enough_instants(spark):
+    rows = [(s, 1, 10 + s, "view") for s in (0, 4, 8, 12, 100)]  # gaps 4, 4, 4, 88
+    rows += [(s, 2, 10 + s, "view") for s in (0, 4, 9, 15, 100)]  # gaps 4, 5, 6, 85: median 5.5
+    rows += [(s, 3, 10 + s, "view") for s in (0, 1, 2)]  # 1 s apart, but only 3 instants
+    rules = OFF.model_copy(update={"min_median_gap_seconds": 5.0, "min_events_for_gaps": 4})
+    assert _flagged(_events(spark, rows), rules) == {1: ("inhuman_gaps", ["inhuman_gaps"])}
+
+
+@pytest.mark.spark
+def test_catalog_sweep_reads_consecutive_views_only(spark):
+    # Views walk 10..14 upwards; the cart of item 5 between them does not break the walk.
+    rows = [(60 * n, 1, 10 + n, "view") for n in range(5)] + [(90, 1, 5, "cart")]
+    rows += [(60 * n, 2, i, "view") for n, i in enumerate((10, 11, 12, 13, 9))]  # 3 of 4 up
+    rows += [(60 * n, 3, 10 + n, "view") for n in range(3)]  # up, but only 3 views
+    rules = OFF.model_copy(update={"max_ascending_view_share": 0.75, "min_views_for_sweep": 4})
+    assert _flagged(_events(spark, rows), rules) == {1: ("catalog_sweep", ["catalog_sweep"])}
+
+
+@pytest.mark.spark
+def test_views_without_conversion_spares_a_visitor_with_one_cart(spark):
+    rows = [(60 * n, 1, 10 + n, "view") for n in range(4)]
+    rows += [(60 * n, 2, 10 + n, "view") for n in range(4)] + [(300, 2, 13, "cart")]
+    rows += [(60 * n, 3, 10 + n, "view") for n in range(3)]
+    rules = OFF.model_copy(update={"max_views_without_conversion": 4})
+    flagged = _flagged(_events(spark, rows), rules)
+    assert flagged == {1: ("views_without_conversion", ["views_without_conversion"])}
+
+
+@pytest.mark.spark
+def test_a_visitor_breaking_several_rules_is_named_by_the_first_and_lists_all(spark):
+    rows = [(n, 1, 10 + n, "view") for n in range(5)]  # 5 views 1 s apart, ids upwards
+    rows += [(0, 900, 10, "view")]  # the QA account
+    rules = OFF.model_copy(
+        update={
+            "test_visitor_ids": (900,),
+            "max_events_per_day": 4,
+            "max_ascending_view_share": 0.8,
+            "min_views_for_sweep": 4,
+        }
+    )
+    assert _flagged(_events(spark, rows), rules) == {
+        1: ("events_per_day", ["events_per_day", "catalog_sweep"]),
+        900: ("test_account", ["test_account"]),
+    }
+    with pytest.raises(MissingColumnsError, match="'visitor_id'"):
+        flag_bots(_events(spark, rows).drop("visitor_id"), rules)
+
+
+@pytest.fixture()
+def mixed(spark):
+    """A shopper, a crawler (5 views a day, none carted), a QA account, a shopper on a test SKU."""
+    rows = [(0, 1, 10, "view"), (60, 1, 10, "cart")]
+    rows += [(3600 * n, 2, 20 + n, "view") for n in range(5)]
+    rows += [(0, 900, 10, "view")]
+    rows += [(300, 4, 77, "view"), (360, 4, 11, "view")]
+    rules = OFF.model_copy(
+        update={
+            "max_events_per_day": 4,
+            "max_views_without_conversion": 4,
+            "test_visitor_ids": (900,),
+            "test_item_ids": (77,),
+        }
+    )
+    events = _events(spark, rows)
+    return events, flag_bots(events, rules), rules
+
+
+@pytest.mark.spark
+def test_drop_flagged_keeps_shoppers_without_test_skus(mixed):
+    events, flagged, rules = mixed
+    kept = drop_flagged(events, flagged, rules.test_item_ids)
+    assert sorted((r.visitor_id, r.item_id) for r in kept.collect()) == [(1, 10), (1, 10), (4, 11)]
+    with pytest.raises(MissingColumnsError, match="flagged visitors lacks"):
+        drop_flagged(events, flagged.drop("visitor_id"), rules.test_item_ids)
+
+
+@pytest.mark.spark
+def test_count_by_rule_counts_overlaps_per_rule_and_once_in_the_union(mixed):
+    events, flagged, rules = mixed
+    counts = count_by_rule(events, flagged, rules.test_item_ids)
+    assert counts == {
+        "by_rule": {
+            "test_account": {"visitors": 1, "events": 1},
+            "events_per_day": {"visitors": 1, "events": 5},
+            "events_per_minute": {"visitors": 0, "events": 0},
+            "inhuman_gaps": {"visitors": 0, "events": 0},
+            "catalog_sweep": {"visitors": 0, "events": 0},
+            "views_without_conversion": {"visitors": 1, "events": 5},
+            "test_item": {"visitors": None, "events": 1},
+        },
+        "any_rule": {"visitors": 2, "events": 6},
+        "removed_events": 7,
+    }
+    assert events.count() == 3 + counts["removed_events"]  # the 3 rows drop_flagged keeps
+    with pytest.raises(MissingColumnsError, match="'rules'"):
+        count_by_rule(events, flagged.drop("rules"), rules.test_item_ids)
+
+
+# --- the stage on a lake ----------------------------------------------------------------------
+
+
+def _write_bronze(spark, lake: Lake, day: date, rows):
+    """Rows of (hours after T0, visitor, item, event_type) as bronze events/dt=day."""
+    stamped = [
+        (T0 + timedelta(hours=h), v, i, t, None, None, None, None, "shop", f"ingest/{day}")
+        for h, v, i, t in rows
+    ]
+    frame = spark.createDataFrame(stamped, event_schema())
+    frame.write.mode("overwrite").parquet(str(lake.partition("bronze", "events", day)))
+
+
+@pytest.mark.spark
+def test_clean_unions_the_partitions_and_reconciles_on_the_written_data(spark, cfg):
+    rules = cfg.clean.model_copy(update={"max_events_per_day": 4})
+    cfg = cfg.model_copy(update={"clean": rules})  # test ids: accounts 44, 66, 104; item 233
+    lake = Lake(cfg.paths.lake)
+    history = [(0, 1, 10, "view"), (1, 1, 10, "cart"), (2, 44, 233, "view")]
+    history += [(n / 60, 2, 20 + n, "view") for n in range(5)]  # 5 views in a day: a bot
+    _write_bronze(spark, lake, date(2015, 9, 16), history)
+    _write_bronze(spark, lake, date(2015, 9, 17), [(30, 3, 10, "view"), (31, 3, 233, "view")])
+    # A late file repeats the shopper's first view; visitor 3 comes back.
+    _write_bronze(spark, lake, D, [(0, 1, 10, "view"), (50, 3, 11, "view")])
+
+    report = clean(spark, cfg, D)
+
+    silver = spark.read.parquet(str(lake.partition("silver", "events", D)))
+    assert [(r.visitor_id, r.item_id, r.event_type, r.ingest_run) for r in silver.collect()] == [
+        (1, 10, "view", "ingest/2015-09-16"),
+        (1, 10, "cart", "ingest/2015-09-16"),
+        (3, 10, "view", "ingest/2015-09-17"),
+        (3, 11, "view", "ingest/2015-09-18"),
+    ]
+    removed = spark.read.parquet(str(lake.partition("silver", "removed_visitors", D)))
+    assert [(r.visitor_id, r.rule, list(r.rules)) for r in removed.collect()] == [
+        (2, "events_per_day", ["events_per_day"]),
+        (44, "test_account", ["test_account"]),
+    ]
+    assert {k: report[k] for k in ("rows_in", "duplicates_across_days", "rows_out")} == {
+        "rows_in": 12,
+        "duplicates_across_days": 1,
+        "rows_out": 4,
+    }
+    assert (report["removed_events"], report["removed_visitors"]) == (7, 2)
+    assert report["by_rule"]["test_item"] == {"visitors": None, "events": 1}
+    assert report["any_rule"] == {"visitors": 2, "events": 6}
+    assert report == json.loads(lake.stage_report(D, "clean").read_text())
+    lineage = read_lineage(lake.partition("silver", "events", D))
+    assert [(i["partition"][-13:], i["rows"]) for i in lineage["inputs"]] == [
+        ("dt=2015-09-16", 8),
+        ("dt=2015-09-17", 2),
+        ("dt=2015-09-18", 2),
+    ]
+    assert lineage["rows"] == 4 and all(len(i["sha256"]) == 64 for i in lineage["inputs"])
+
+
+@pytest.mark.spark
+def test_clean_stops_at_a_missed_ingest_and_without_bronze(spark, cfg):
+    lake = Lake(cfg.paths.lake)
+    with pytest.raises(FileNotFoundError, match="run ingest for 2015-09-18"):
+        clean(spark, cfg, D)
+    _write_bronze(spark, lake, date(2015, 9, 16), [(0, 1, 10, "view")])
+    _write_bronze(spark, lake, D, [(50, 1, 11, "view")])
+    with pytest.raises(BronzeGapError, match="2015-09-17. Run ingest"):
+        clean(spark, cfg, D)
+    assert not lake.partition("silver", "events", D).exists()
+
+
+@pytest.mark.spark
+def test_clean_without_bots_keeps_every_row_and_writes_an_empty_removed_table(spark, cfg):
+    lake = Lake(cfg.paths.lake)
+    _write_bronze(spark, lake, D, [(0, 1, 10, "view"), (1, 1, 10, "cart")])
+    report = clean(spark, cfg, D)
+    assert (report["rows_in"], report["rows_out"], report["removed_events"]) == (2, 2, 0)
+    removed = spark.read.parquet(str(lake.partition("silver", "removed_visitors", D)))
+    assert removed.count() == 0 and removed.columns[:3] == ["visitor_id", "rule", "rules"]

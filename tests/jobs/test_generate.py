@@ -12,6 +12,7 @@ import pytest
 from jobs.generate import GeneratorConfigError, main
 
 EVENT_TYPES = {"view", "addtocart", "transaction"}
+BOT_KINDS = ("crawler", "sweeper", "scraper", "stock_checker", "cart_sweeper", "scalper", "monitor")
 SCALE, SEED = 0.005, 7
 
 
@@ -164,17 +165,52 @@ def test_carts_and_purchases_follow_a_view_of_the_same_item(shop: Path) -> None:
     assert (later["viewed"] < later["timestamp"]).all()  # NaN (never viewed) fails too
 
 
-def test_bots_crawl_many_items_seconds_apart_and_never_buy(shop: Path) -> None:
-    events = _events(shop)
-    bots = _ids(shop, "bots.csv")
-    assert len(bots) >= 2
-    per_visitor = events.groupby("visitorid").size()
-    humans = per_visitor.drop(index=list(bots))
-    for bot in bots:
+def _bot_signs(rows: pd.DataFrame) -> dict:
+    """What a bot cleaning stage could see of one visitor, computed here from the file alone."""
+    ts = np.unique(rows["timestamp"].to_numpy())
+    views = rows[rows["event"] == "view"].sort_values(["timestamp", "itemid"])["itemid"]
+    per_day = rows.groupby(rows["timestamp"] // 86_400_000).size()
+    return {
+        "median_gap_s": np.median(np.diff(ts)) / 1000,
+        "max_per_day": per_day.max(),
+        "max_per_minute": (np.searchsorted(ts, ts + 60_000) - np.arange(ts.size)).max(),
+        "ascending": (np.diff(views.to_numpy()) > 0).mean(),
+        "carts": (rows["event"] == "addtocart").sum(),
+        "items": rows["itemid"].nunique(),
+    }
+
+
+def _check_bots(shop: Path, expected_kinds: tuple[str, ...]) -> None:
+    events = _events(shop).drop(columns="line").drop_duplicates()
+    kinds = pd.read_csv(shop / "ground_truth" / "bots.csv").set_index("visitorid")["kind"]
+    assert set(kinds) == set(expected_kinds)
+    humans = events[~events["visitorid"].isin(kinds.index)].groupby("visitorid").size()
+    for bot, kind in kinds.items():
         rows = events[events["visitorid"] == bot]
-        assert len(rows) >= 100 and len(rows) > humans.quantile(0.999)
-        assert (rows["event"] == "view").all()
-        assert np.median(np.diff(rows["timestamp"])) <= 10_000
+        signs = _bot_signs(rows)
+        assert len(rows) >= 150 and len(rows) > humans.quantile(0.999), kind
+        assert (rows["event"] != "transaction").all(), kind
+        assert (signs["carts"] > 0) == (kind in ("stock_checker", "cart_sweeper", "scalper")), kind
+        walks = kind in ("sweeper", "cart_sweeper")
+        assert signs["ascending"] > 0.9 if walks else signs["ascending"] < 0.7, kind
+        if kind in ("crawler", "sweeper"):  # fast, in one run
+            assert signs["median_gap_s"] <= 10 and signs["max_per_day"] > 100, kind
+        else:  # stays under a daily volume cap
+            assert signs["max_per_day"] <= 200, kind
+        if kind in ("scraper", "stock_checker"):
+            assert signs["median_gap_s"] <= 6, kind
+        if kind in ("cart_sweeper", "scalper", "monitor"):  # human pace
+            assert signs["median_gap_s"] >= 10, kind
+        # Only the scalper bursts: 35+ instants inside one minute.
+        assert (signs["max_per_minute"] >= 35) == (kind == "scalper"), kind
+        if kind == "monitor":  # the same few watched items, day after day
+            assert signs["items"] <= 60 and len(rows) >= 3 * signs["items"], kind
+
+
+def test_bots_of_each_kind_show_their_signs_and_never_buy(shop: Path, tmp_path: Path) -> None:
+    # 6 bots at the module's scale: one of each kind but the last (monitor); 8 at 0.008.
+    _check_bots(shop, BOT_KINDS[:-1])
+    _check_bots(_generate(tmp_path / "bots", 0.008), BOT_KINDS)
 
 
 def test_test_accounts_buy_the_listed_test_items(shop: Path) -> None:
