@@ -295,17 +295,8 @@ def parse_events(
     )
 
 
-_MAPPED = (
-    EVENT_TS,
-    VISITOR_ID,
-    ITEM_ID,
-    EVENT_TYPE,
-    SESSION_ID,
-    PRICE,
-    QUANTITY,
-    TRANSACTION_ID,
-    CATEGORY_ID,
-)
+# Every column a layout can map: the event key plus the category (an item fact).
+_MAPPED = (*EVENT_KEY, CATEGORY_ID)
 _CHECKED = (EVENT_TS, VISITOR_ID, ITEM_ID, PRICE, QUANTITY)
 
 
@@ -517,8 +508,8 @@ def _csv_rows(spark: SparkSession, path: Path, columns: dict[str, str], source: 
     check_columns(header, tuple(columns.values()), str(path))
     ddl = ", ".join(f"`_c{i}` string" for i in range(len(header)))
     value = F.col("value")
-    # Most lines have no quotes: a plain split is about twice as fast as the CSV parser, so the
-    # parser (and the quote-aware field count) only runs on lines that need it.
+    # Most lines have no quotes: a plain split is cheaper than the CSV parser, so the parser
+    # (and the quote-aware field count) only runs on lines that need it.
     quoted = value.contains('"')
     plain = F.split(value, ",", -1)
     n_fields = F.when(

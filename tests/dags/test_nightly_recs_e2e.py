@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,26 +22,6 @@ DAY = datetime(2015, 9, 18, tzinfo=UTC)
 SCALE = "0.003"
 
 
-def _overlay(tmp_path: Path, s3_endpoint: str, bucket: str, extra: str = "") -> Path:
-    path = tmp_path / f"e2e{len(list(tmp_path.glob('e2e*.yaml')))}.yaml"
-    path.write_text(f"""
-extends: {PROJECT / "configs" / "test.yaml"}
-paths:
-  lake: {tmp_path / "lake"}
-  raw: {tmp_path / "raw"}
-  landing: {tmp_path / "landing"}
-  reports: {tmp_path / "reports"}
-mlflow:
-  tracking_uri: sqlite:///{tmp_path / "mlflow.db"}
-  artifact_root: {tmp_path / "artifacts"}
-storage:
-  endpoint_url: {s3_endpoint}
-  bucket: {bucket}
-  prefix: nightly
-{extra}""")
-    return path
-
-
 def _get_json(client, bucket: str, key: str) -> dict:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
@@ -53,7 +31,7 @@ def _states(dag_run) -> dict[str, str]:
 
 
 def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
-    dagbag, tmp_path, s3_endpoint, monkeypatch
+    dagbag, tmp_path, s3_endpoint, write_overlay, dag_run_env
 ):
     import mlflow
 
@@ -63,7 +41,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     from jobs.tools.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", SCALE, "--seed", "42"]) == 0
-    config = _overlay(tmp_path, s3_endpoint, "e2e")
+    config = write_overlay(s3_endpoint, "e2e")
     # The shop's feed: history up to the day before, then the day itself as the nightly arrival.
     land(tmp_path / "raw", tmp_path / "landing" / "retailrocket", DAY.date())
     history = (DAY - timedelta(days=1)).date().isoformat()
@@ -71,12 +49,6 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     cfg = load_config(config, environ={})
     client = s3_client(cfg.storage)
     client.create_bucket(Bucket="e2e")
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SPARK_DEFAULT",
-        json.dumps({"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client"}}),
-    )
     dag = dagbag.dags["nightly_recs"]
 
     first = dag.test(logical_date=DAY, run_conf={"config": str(config)})
@@ -149,7 +121,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert predicted.groupby("visitor_id").size().tolist() == [5, 5, 5]
 
     # Rerun the date with a gate nothing can pass: gated, champion kept, same lists republished.
-    gated = _overlay(tmp_path, s3_endpoint, "e2e", "gate:\n  min_lift_over_popularity: 1000\n")
+    gated = write_overlay(s3_endpoint, "e2e", "gate:\n  min_lift_over_popularity: 1000\n")
     second = dag.test(
         logical_date=DAY,
         run_conf={"config": str(gated)},

@@ -9,8 +9,6 @@ nothing downstream runs: no split, no MLflow run or model version, nothing publi
 from __future__ import annotations
 
 import json
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -108,33 +106,12 @@ def _states(dag_run) -> dict[str, str]:
 
 
 def test_data_failing_validation_stops_the_dag_before_training(
-    dagbag, tmp_path, bucket, monkeypatch
+    dagbag, tmp_path, bucket, monkeypatch, write_overlay, dag_run_env
 ):
     client, storage = bucket
     lake = tmp_path / "lake"
     _write_bad_lake(lake)
-    config = tmp_path / "gate.yaml"
-    config.write_text(f"""
-extends: {PROJECT / "configs" / "test.yaml"}
-paths:
-  lake: {lake}
-  raw: {tmp_path / "raw"}
-  landing: {tmp_path / "landing"}
-  reports: {tmp_path / "reports"}
-mlflow:
-  tracking_uri: sqlite:///{tmp_path / "mlflow.db"}
-  artifact_root: {tmp_path / "artifacts"}
-storage:
-  endpoint_url: {storage.endpoint_url}
-  bucket: {storage.bucket}
-  prefix: {storage.prefix}
-""")
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SPARK_DEFAULT",
-        json.dumps({"conn_type": "spark", "host": "local[1]", "extra": {"deploy-mode": "client"}}),
-    )
+    config = write_overlay(storage.endpoint_url, storage.bucket, prefix=storage.prefix)
     dag = dagbag.dags["nightly_recs"]
     # The DAG retries with minutes of backoff; a data failure fails the same way every time.
     for task in dag.tasks:
