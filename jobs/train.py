@@ -1,9 +1,13 @@
-"""Train: the training split -> an implicit ALS model, logged and registered in MLflow.
+"""Train: the training split -> a tuned implicit ALS model, logged and registered in MLflow.
 
-Events become a visitor x item confidence matrix (weights per event type from config), ALS is
-fitted on it, and the run logs params, data sizes, fit time and the model as a pyfunc (ALS + id
-mappings + popularity fallback). The new version is registered and takes the alias
-`challenger`; the gate decides whether it becomes `champion`.
+Events become a visitor x item confidence matrix (weights per event type, optional time decay
+and saturation, from config). A seeded random search (`tune.*`, jobs/core/tuning.py) scores
+candidate parameters on the validation window at the end of the training period, each trial a
+nested MLflow run with its learning curve; the best one is refitted on all training data. The
+run logs tags (logical date, git commit, config hash), the input with path, rows and checksum,
+params, the learning curves, the resolved config and the model as a pyfunc (ALS + id mappings +
+popularity fallback). The new version is registered and takes the alias `challenger`; the gate
+decides whether it becomes `champion`.
 
 Run alone:
     python -m jobs.train --run-date 2015-09-18 --config configs/local.yaml
@@ -18,23 +22,17 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
+
 from jobs.core.cli import parse_stage_args
-from jobs.core.config import TrainConfig
-from jobs.core.model import (
-    AlsRecommender,
-    InteractionMatrix,
-    build_interactions,
-    rank_by_popularity,
-    to_matrix,
-)
-from jobs.core.paths import Lake, read_partition, trace_lineage
-from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.core.model import AlsRecommender, rank_by_popularity, to_matrix
+from jobs.core.paths import Lake, partition_digest, read_partition, trace_lineage
+from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.core.tuning import EmptyTrainingSetError, TrialResult, fit_als, interactions_for, search
+
+__all__ = ["EmptyTrainingSetError", "UnvalidatedDataError", "fit_als", "require_validated"]
 
 log = logging.getLogger("train")
-
-
-class EmptyTrainingSetError(ValueError):
-    """There are no interactions to train on."""
 
 
 class UnvalidatedDataError(RuntimeError):
@@ -69,48 +67,21 @@ def require_validated(lake: Lake, run_date: date) -> None:
         )
 
 
-def fit_als(data: InteractionMatrix, params: TrainConfig):
-    """Fit implicit's CPU ALS on the confidence matrix; returns the fitted model."""
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    if data.matrix.nnz == 0:
-        raise EmptyTrainingSetError("the interaction matrix is empty")
-    model = AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=params.random_state,
-        num_threads=params.num_threads,
-    )
-    model.fit(data.matrix, show_progress=False)
-    return model
-
-
 def main(argv: list[str] | None = None) -> int:
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
 
-    from jobs.core.model import RecommenderPyfunc
-    from jobs.core.tracking import CHALLENGER, init_tracking
+    from jobs.core.tracking import CHALLENGER, git_commit, init_tracking
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
     require_validated(lake, run_date)
+    split = lake.read_stage_report(run_date, "split")
+    cutoff = pd.Timestamp(split["cutoff"])
     train_path = lake.partition("splits", "train", run_date)
-    events = read_partition(lake, "splits", "train", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE])
-    interactions = build_interactions(events, cfg.train.event_weights)
-    if interactions.empty:
-        raise EmptyTrainingSetError(f"no training interactions in {train_path}")
-    data = to_matrix(interactions)
-
-    started = time.perf_counter()
-    als = fit_als(data, cfg.train)
-    fit_seconds = time.perf_counter() - started
-    recommender = AlsRecommender(
-        als, data.visitor_ids, data.item_ids, rank_by_popularity(interactions)[:10_000]
-    )
+    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
+    events = read_partition(lake, "splits", "train", run_date, columns)
+    if events.empty:
+        raise EmptyTrainingSetError(f"no training events in {train_path}")
 
     init_tracking(cfg)
     client = mlflow.MlflowClient()
@@ -118,14 +89,35 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tags(
             {
                 "logical_date": run_date.isoformat(),
+                "git_commit": git_commit(),
                 "config_hash": cfg.fingerprint(),
                 "stage": "train",
             }
         )
+        mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.json")
+        params, trials = search(
+            events,
+            pd.Timestamp(split["validation_cutoff"]),
+            cfg.train,
+            cfg.tune,
+            cfg.export.exclude_seen_event_types,
+            on_trial=_log_trial,
+        )
+        interactions = interactions_for(events, params, as_of=cutoff)
+        if interactions.empty:
+            raise EmptyTrainingSetError(f"no training interactions in {train_path}")
+        data = to_matrix(interactions)
+        started = time.perf_counter()
+        als = fit_als(data, params)
+        fit_seconds = time.perf_counter() - started
+        recommender = AlsRecommender(
+            als, data.visitor_ids, data.item_ids, rank_by_popularity(interactions)[:10_000]
+        )
         mlflow.log_params(
             {
-                **cfg.train.model_dump(exclude={"event_weights"}),
-                **{f"weight_{k}": v for k, v in cfg.train.event_weights.items()},
+                **params.model_dump(exclude={"event_weights"}),
+                **{f"weight_{k}": v for k, v in params.event_weights.items()},
+                "tuning_trials": len(trials),
             }
         )
         mlflow.log_metrics(
@@ -135,11 +127,18 @@ def main(argv: list[str] | None = None) -> int:
                 "train_items": len(data.item_ids),
                 "train_nnz": data.matrix.nnz,
                 "fit_seconds": fit_seconds,
+                "seconds_per_iteration": fit_seconds / params.iterations,
+                **({"validation_ndcg_best": max(t.best_score for t in trials)} if trials else {}),
             }
         )
+        if trials:
+            mlflow.log_figure(_learning_curves(trials, cfg.tune.k), "plots/learning_curves.png")
         mlflow.log_input(
             mlflow.data.from_pandas(
-                interactions, source=str(train_path), name="train_interactions"
+                interactions,
+                source=str(train_path),
+                name="train_interactions",
+                digest=partition_digest(train_path)[:36],
             ),
             context="training",
         )
@@ -147,19 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         lineage = trace_lineage(train_path)
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.set_tag("lineage.raw_files", len(lineage["files"]))
-        model_dir = Path(tmp) / "recommender"
-        recommender.save(model_dir)
-        example = pd.DataFrame({VISITOR_ID: data.visitor_ids[:2]})
-        signature = infer_signature(
-            example, recommender.recommend(example[VISITOR_ID], 3), params={"n": 10}
-        )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=RecommenderPyfunc(),
-            artifacts={"recommender": str(model_dir)},
-            signature=signature,
-            registered_model_name=cfg.mlflow.model_name,
-        )
+        info = _log_model(recommender, Path(tmp), cfg.mlflow.model_name)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(cfg.mlflow.model_name, CHALLENGER, version)
         report = {
@@ -172,10 +159,88 @@ def main(argv: list[str] | None = None) -> int:
             "items": len(data.item_ids),
             "nnz": int(data.matrix.nnz),
             "fit_seconds": round(fit_seconds, 3),
+            "params": params.model_dump(mode="json"),
+            "tuning": [
+                {
+                    "trial": t.number,
+                    "validation_ndcg": round(t.best_score, 6),
+                    "best_iterations": t.best_iterations,
+                    "seconds": t.seconds,
+                }
+                for t in trials
+            ],
         }
     lake.write_stage_report(run_date, "train", report)
-    log.info("train %s: %s", run_date, report)
+    log.info("train %s: %s", run_date, json.dumps(report, default=str))
     return 0
+
+
+def _log_trial(trial: TrialResult) -> None:
+    """One tuning trial as a nested MLflow run: its parameters and validation learning curve."""
+    import mlflow
+
+    params = trial.params
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+        mlflow.set_tag("stage", "tuning")
+        mlflow.log_params(
+            {
+                "factors": params.factors,
+                "regularization": params.regularization,
+                "alpha": params.alpha,
+                "max_iterations": params.iterations,
+                **{f"weight_{k}": v for k, v in params.event_weights.items()},
+            }
+        )
+        for iteration, value in trial.curve:
+            mlflow.log_metric("validation_ndcg", value, step=iteration)
+        mlflow.log_metrics(
+            {
+                "best_validation_ndcg": trial.best_score,
+                "best_iterations": trial.best_iterations,
+                "trial_seconds": trial.seconds,
+                "stopped_early": float(trial.stopped_early),
+            }
+        )
+
+
+def _learning_curves(trials: list[TrialResult], k: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for t in trials:
+        p = t.params
+        label = f"#{t.number}: f={p.factors} reg={p.regularization} a={p.alpha}"
+        ax.plot(*zip(*t.curve, strict=True), marker="o", label=label)
+    ax.set_xlabel("ALS iteration")
+    ax.set_ylabel(f"validation NDCG@{k}")
+    ax.set_title("Tuning trials (validation window)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _log_model(recommender: AlsRecommender, tmp: Path, model_name: str):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from jobs.core.model import RecommenderPyfunc
+
+    model_dir = tmp / "recommender"
+    recommender.save(model_dir)
+    example = pd.DataFrame({VISITOR_ID: recommender.visitor_ids[:2]})
+    signature = infer_signature(
+        example, recommender.recommend(example[VISITOR_ID], 3), params={"n": 10}
+    )
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=RecommenderPyfunc(),
+        artifacts={"recommender": str(model_dir)},
+        signature=signature,
+        registered_model_name=model_name,
+    )
 
 
 if __name__ == "__main__":

@@ -205,7 +205,16 @@ class ValidateConfig(_Section):
 
 
 class SplitConfig(_Section):
+    """Where the chronological cutoffs fall (jobs/split.py)."""
+
+    # The test window: the last `test_days` days up to and including the logical date ...
     test_days: int = Field(14, gt=0)
+    # ... or, when set, every event at or after this quantile of event time (0.9: the last 10 %).
+    test_quantile: float | None = Field(None, gt=0, lt=1)
+    # The validation window for tuning: the last `validation_days` days before the test cutoff.
+    # The model is tuned on it and then refitted on all training data; the test window is never
+    # used for tuning.
+    validation_days: int = Field(7, gt=0)
 
 
 class TrainConfig(_Section):
@@ -215,21 +224,89 @@ class TrainConfig(_Section):
     iterations: int = Field(15, gt=0)
     random_state: int = 42
     num_threads: int = Field(2, ge=0)
+    # implicit's CUDA ALS instead of the CPU one; fails clearly where CUDA is missing.
+    use_gpu: bool = False
     event_weights: dict[str, float]
+    # Interactions: each event's weight halves every `half_life_days` before the cutoff (None: no
+    # decay), and repeated events saturate at about `saturation` (None: plain sum).
+    half_life_days: float | None = Field(None, gt=0)
+    saturation: float | None = Field(None, gt=0)
 
     @field_validator("event_weights")
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(weights) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; expected a subset of {EVENT_TYPES}")
-        if any(w < 0 for w in weights.values()):
-            raise ValueError("event weights must be >= 0")
-        return weights
+        return _check_event_weights(weights)
+
+
+def _check_event_weights(weights: dict) -> dict:
+    unknown = sorted(set(weights) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown}; expected a subset of {EVENT_TYPES}")
+    if any(
+        w < 0
+        for value in weights.values()
+        for w in (value if isinstance(value, tuple) else (value,))
+    ):
+        raise ValueError("event weights must be >= 0")
+    return weights
+
+
+class TuneSpace(_Section):
+    """The values a trial draws from, each uniformly (seeded)."""
+
+    factors: tuple[int, ...] = Field((32, 64, 128), min_length=1)
+    regularization: tuple[float, ...] = Field((0.01, 0.05, 0.1, 0.5), min_length=1)
+    alpha: tuple[float, ...] = Field((5.0, 10.0, 20.0, 40.0), min_length=1)
+    # Upper bounds: early stopping on validation NDCG picks the iteration count.
+    iterations: tuple[int, ...] = Field((10, 20), min_length=1)
+    # Per event type, the weights to draw from; types not listed keep train.event_weights.
+    event_weights: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+
+    @field_validator("event_weights")
+    @classmethod
+    def _known_event_types(cls, weights: dict) -> dict:
+        return _check_event_weights(weights)
+
+
+class TuneConfig(_Section):
+    """Seeded random search for ALS (jobs/core/tuning.py), scored on the validation window."""
+
+    # Trials, the first being train.* as configured; 0 or 1 turns tuning off.
+    trials: int = Field(8, ge=0)
+    # Stop starting trials after this many seconds; a running trial finishes.
+    max_seconds: float = Field(900, gt=0)
+    seed: int = 42
+    # Score validation NDCG@k every `eval_every` iterations; stop a trial after `patience`
+    # scores without improvement.
+    eval_every: int = Field(2, gt=0)
+    patience: int = Field(2, gt=0)
+    k: int = Field(10, gt=0)
+    # Validation visitors scored per evaluation (an evenly spaced sample; 0 = all).
+    max_validation_visitors: int = Field(5000, ge=0)
+    space: TuneSpace = Field(default_factory=TuneSpace)
 
 
 class EvaluateConfig(_Section):
+    """Offline evaluation (jobs/evaluate.py): cut-offs, baselines, segments and the oracle."""
+
     k: tuple[int, ...] = (10, 20)
+    # Baselines scored beside the challenger on the same visitors, with the same rules.
+    baselines: tuple[Literal["popularity", "recent_popularity", "item_knn", "user_knn"], ...] = (
+        "popularity",
+        "recent_popularity",
+        "item_knn",
+        "user_knn",
+    )
+    # recent_popularity: event weights halve every this many days before the cutoff.
+    recent_half_life_days: float = Field(7.0, gt=0)
+    # Neighbours kept per item (item_knn) and per visitor (user_knn); item_knn's similarity.
+    neighbours: int = Field(100, gt=0)
+    item_knn_similarity: Literal["cosine", "bm25"] = "cosine"
+    # Activity segments by training interactions: new < first, power > second, casual between.
+    segment_thresholds: tuple[int, int] = (5, 20)
+    # The generator's ground_truth/ folder (a relative path is under paths.raw): scores the
+    # oracle, the best achievable NDCG. null for real data; a missing folder skips the oracle.
+    ground_truth: Path | None = Path("ground_truth")
 
     @field_validator("k")
     @classmethod
@@ -290,6 +367,7 @@ class Config(_Section):
     validate_: ValidateConfig = Field(alias="validate")
     split: SplitConfig
     train: TrainConfig
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     evaluate: EvaluateConfig
     gate: GateConfig
     export: ExportConfig
@@ -382,7 +460,12 @@ def _resolve_paths(cfg: Config, root: Path) -> Config:
             "tracking_uri": _absolute_sqlite_uri(cfg.mlflow.tracking_uri, root),
         }
     )
-    return cfg.model_copy(update={"paths": paths, "mlflow": mlflow_cfg})
+    evaluate = cfg.evaluate
+    if evaluate.ground_truth is not None and not evaluate.ground_truth.is_absolute():
+        evaluate = evaluate.model_copy(
+            update={"ground_truth": (paths.raw / evaluate.ground_truth).resolve()}
+        )
+    return cfg.model_copy(update={"paths": paths, "mlflow": mlflow_cfg, "evaluate": evaluate})
 
 
 def _absolute_sqlite_uri(uri: str, root: Path) -> str:

@@ -32,6 +32,28 @@ def init_tracking(cfg: Config) -> str:
     return experiment_id
 
 
+def git_commit() -> str:
+    """The project's git commit (with "-dirty" for uncommitted changes), or "unknown"."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
 def load_recommender(uri: str):
     """The AlsRecommender inside a logged pyfunc model (e.g. ``models:/NAME/3``)."""
     import mlflow.pyfunc
