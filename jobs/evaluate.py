@@ -1,8 +1,21 @@
-"""Evaluate: challenger vs popularity baseline vs current champion on the test window.
+"""Evaluate: the challenger vs baselines, the current champion and the oracle, on the test window.
 
-Every model is scored on the same visitors (those seen in training with at least one test
-interaction: the warm visitors) with the same rules as the export (nothing the visitor already
-bought). Metrics go to the challenger's MLflow run and to the stage report the gate reads.
+Every model recommends for the same test visitors with the same rules as the export (nothing
+the visitor already bought), and is scored against what those visitors did in the test window:
+
+- main metrics (the ones the gate reads): warm visitors (seen in training) on warm items (seen
+  in training), the part of the test window a collaborative model can be asked about;
+- groups: all test visitors, warm and cold (unseen in training), on every test item;
+- segments by training activity: new (< 5 interactions, cold ones included), casual, power (> 20);
+- beyond accuracy on the main visitors: catalog coverage, intra-list diversity by category (the
+  catalog as of the cutoff, from the split), novelty, popularity bias, and serendipity against
+  the popularity list.
+
+Baselines: global popularity, recent popularity (decayed), item-item and user-user neighbours.
+On a generated shop the oracle (the generator's true preferences) gives the best achievable
+NDCG@10, so the challenger's figure can be read as a share of it. Everything goes to the
+challenger's MLflow run (metrics, a comparison table, plots by segment and of popularity bias)
+and to the stage report the gate reads.
 
 Run alone:
     python -m jobs.evaluate --run-date 2015-09-18 --config configs/local.yaml
@@ -11,28 +24,117 @@ Run alone:
 from __future__ import annotations
 
 import logging
+import math
+import time
+
+import numpy as np
+import pandas as pd
 
 from jobs.core.cli import parse_stage_args
-from jobs.core.metrics import ranking_metrics
-from jobs.core.model import (
-    PopularityRecommender,
-    build_interactions,
-    rank_by_popularity,
+from jobs.core.config import Config
+from jobs.core.metrics import (
+    ItemContext,
+    flatten_metrics,
+    metrics_by_segment,
+    offline_metrics,
+    ranking_metrics,
+    segment_visitors,
 )
+from jobs.core.model import PopularityRecommender, build_interactions, rank_by_popularity
 from jobs.core.paths import read_partition
-from jobs.core.schemas import EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.core.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
 
 log = logging.getLogger("evaluate")
 
+GROUPS = ("all", "warm", "cold")
 
-def evaluate_model(
-    model, train_events, test_events, ks: tuple[int, ...], exclude_types: tuple[str, ...]
+
+def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Relevant (visitor_id, item_id) pairs of the test window: `main` (warm visitors, warm
+    items), and per group `all`, `warm`, `cold` (every test item)."""
+    pairs = test[[VISITOR_ID, ITEM_ID]].drop_duplicates()
+    warm = pairs[VISITOR_ID].isin(train[VISITOR_ID].unique())
+    warm_items = pairs[ITEM_ID].isin(train[ITEM_ID].unique())
+    return {
+        "main": pairs[warm & warm_items].reset_index(drop=True),
+        "all": pairs.reset_index(drop=True),
+        "warm": pairs[warm].reset_index(drop=True),
+        "cold": pairs[~warm].reset_index(drop=True),
+    }
+
+
+def score_model(
+    recs: pd.DataFrame,
+    truths: dict[str, pd.DataFrame],
+    ks: tuple[int, ...],
+    context: ItemContext,
+    segments: pd.Series,
+    expected: pd.DataFrame | None,
 ) -> dict:
-    """Ranking metrics of `model` on the warm visitors of the test window."""
-    warm = test_events[test_events[VISITOR_ID].isin(train_events[VISITOR_ID].unique())]
-    exclude = train_events[train_events[EVENT_TYPE].isin(exclude_types)][[VISITOR_ID, ITEM_ID]]
-    recs = model.recommend(warm[VISITOR_ID].unique(), max(ks), exclude=exclude)
-    return ranking_metrics(recs, warm[[VISITOR_ID, ITEM_ID]], ks)
+    """Main metrics (flat, the gate reads them), plus `groups` and `segments` (nested)."""
+    result = offline_metrics(recs, truths["main"], ks, context=context, expected=expected)
+    result["groups"] = {
+        group: ranking_metrics(recs, truths[group], ks)
+        for group in GROUPS
+        if not truths[group].empty
+    }
+    result["segments"] = metrics_by_segment(recs, truths["all"], ks, segments)
+    return _finite(result)
+
+
+def exposure_by_popularity_decile(recs: pd.DataFrame, popularity: pd.Series, k: int) -> list[float]:
+    """Share of top-k recommendations going to each decile of items by training popularity
+    (decile 0: the least popular tenth of the items seen in training; unseen items count in 0).
+    A list flat at 0.1 means exposure follows no popularity; the popularity baseline piles up
+    at decile 9."""
+    ranked = popularity.rank(method="first")
+    decile = np.floor((ranked - 1) / len(ranked) * 10).clip(0, 9).astype(int)
+    top = recs[recs[RANK] <= k]
+    counts = top[ITEM_ID].map(decile).fillna(0).astype(int).value_counts()
+    shares = counts.reindex(range(10), fill_value=0) / max(len(top), 1)
+    return [round(float(s), 6) for s in shares]
+
+
+def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
+    """The configured baselines, fitted on the training split; popularity always (the gate's)."""
+    from jobs.core.baselines import (
+        ItemKnnRecommender,
+        RecentPopularityRecommender,
+        UserKnnRecommender,
+    )
+
+    weights = cfg.train.event_weights
+    interactions = build_interactions(train, weights)
+    builders = {
+        "popularity": lambda: PopularityRecommender(rank_by_popularity(interactions)),
+        "recent_popularity": lambda: RecentPopularityRecommender.from_events(
+            train, weights, as_of=cutoff, half_life_days=cfg.evaluate.recent_half_life_days
+        ),
+        "item_knn": lambda: ItemKnnRecommender.fit(
+            interactions,
+            similarity=cfg.evaluate.item_knn_similarity,
+            neighbours=cfg.evaluate.neighbours,
+            num_threads=cfg.train.num_threads,
+        ),
+        "user_knn": lambda: UserKnnRecommender.fit(
+            interactions, neighbours=cfg.evaluate.neighbours
+        ),
+    }
+    names = dict.fromkeys(("popularity", *cfg.evaluate.baselines))
+    return {name: builders[name]() for name in names}
+
+
+def load_oracle(cfg: Config, cutoff: pd.Timestamp):
+    """The generator's oracle, or None (with the reason logged) where there is no ground truth."""
+    from jobs.core.oracle import OracleRecommender
+
+    folder = cfg.evaluate.ground_truth
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        log.warning("no oracle: %s does not exist (set evaluate.ground_truth: null)", folder)
+        return None
+    return OracleRecommender.from_ground_truth(folder, as_of=cutoff)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,39 +144,164 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
-    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE]
+    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     train = read_partition(lake, "splits", "train", run_date, columns)
     test = read_partition(lake, "splits", "test", run_date, columns)
+    catalog = read_partition(lake, "splits", "catalog", run_date, [ITEM_ID, CATEGORY_ID])
+    cutoff = pd.Timestamp(lake.read_stage_report(run_date, "split")["cutoff"])
     trained = lake.read_stage_report(run_date, "train")
-    ks, excl = cfg.evaluate.k, cfg.export.exclude_seen_event_types
+    ks, n = cfg.evaluate.k, max(cfg.evaluate.k)
+    exclude_types = cfg.export.exclude_seen_event_types
+    exclude = train.loc[train[EVENT_TYPE].isin(exclude_types), [VISITOR_ID, ITEM_ID]]
+
+    truths = truth_sets(train, test)
+    visitors = truths["all"][VISITOR_ID].unique()
+    counts = train.groupby(VISITOR_ID).size()
+    segments = segment_visitors(counts, visitors, thresholds=cfg.evaluate.segment_thresholds)
+    context = ItemContext.from_training(
+        train,
+        catalog.set_index(ITEM_ID)[CATEGORY_ID],
+        catalog_size=max(int(catalog[ITEM_ID].nunique()), 1),
+    )
 
     init_tracking(cfg)
-    popular = PopularityRecommender(
-        rank_by_popularity(build_interactions(train, cfg.train.event_weights))
-    )
-    results = {
-        "challenger": evaluate_model(load_recommender(trained["model_uri"]), train, test, ks, excl),
-        "popularity": evaluate_model(popular, train, test, ks, excl),
-        "champion": None,
-    }
+    models = {"challenger": load_recommender(trained["model_uri"])}
+    models.update(baseline_models(cfg, train, cutoff))
     champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
     if champion is not None:
-        uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
-        results["champion"] = evaluate_model(load_recommender(uri), train, test, ks, excl)
-    with mlflow.start_run(run_id=trained["run_id"]):
-        for name, metrics in results.items():
-            if metrics is None:
-                continue
-            prefix = "" if name == "challenger" else f"{name}_"
-            mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()})
+        models["champion"] = load_recommender(f"models:/{cfg.mlflow.model_name}/{champion.version}")
+    oracle = load_oracle(cfg, cutoff)
+    if oracle is not None:
+        models["oracle"] = oracle
+
+    lists: dict[str, pd.DataFrame] = {}
+    results: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    for name in ["popularity"] + [m for m in models if m != "popularity"]:
+        started = time.perf_counter()
+        asked = truths["main"][VISITOR_ID].unique() if name == "oracle" else visitors
+        lists[name] = models[name].recommend(asked, n, exclude=exclude)
+        seconds[name] = round(time.perf_counter() - started, 3)
+        expected = lists.get("popularity") if name != "popularity" else None
+        if name == "oracle":
+            results[name] = _finite(
+                offline_metrics(lists[name], truths["main"], ks, context, expected)
+            )
+        else:
+            results[name] = score_model(lists[name], truths, ks, context, segments, expected)
+        log.info(
+            "evaluate %s: ndcg@10 %.4f (%.1fs)", name, results[name]["ndcg_at_10"], seconds[name]
+        )
+
+    exposure = {
+        name: exposure_by_popularity_decile(recs, context.popularity, 10)
+        for name, recs in lists.items()
+    }
     report = {
-        **results,
+        "challenger": results["challenger"],
+        "popularity": results["popularity"],
+        "champion": results.get("champion"),
+        "baselines": {m: results[m] for m in ("popularity", *cfg.evaluate.baselines)},
+        "oracle": results.get("oracle"),
+        "share_of_oracle_ndcg_at_10": _share(results, "challenger", "oracle"),
+        "exposure_by_popularity_decile": exposure,
+        "recommend_seconds": seconds,
+        "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},
         "challenger_version": trained["model_version"],
         "champion_version": None if champion is None else champion.version,
     }
+    with mlflow.start_run(run_id=trained["run_id"]):
+        _log_to_mlflow(results, report, ks)
     lake.write_stage_report(run_date, "evaluate", report)
-    log.info("evaluate %s: %s", run_date, report)
+    log.info("evaluate %s: %s", run_date, _comparison_table(results, ks).to_string())
     return 0
+
+
+def _share(results: dict, part: str, whole: str) -> float | None:
+    if whole not in results or not results[whole]["ndcg_at_10"]:
+        return None
+    return round(results[part]["ndcg_at_10"] / results[whole]["ndcg_at_10"], 4)
+
+
+def _finite(metrics):
+    """NaN (a metric with no list to describe) becomes None, so the report is valid JSON."""
+    if isinstance(metrics, dict):
+        return {k: _finite(v) for k, v in metrics.items()}
+    if isinstance(metrics, float) and math.isnan(metrics):
+        return None
+    return metrics
+
+
+def _comparison_table(results: dict, ks: tuple[int, ...]) -> pd.DataFrame:
+    """One row per model, the main metrics as columns (for the log and MLflow)."""
+    rows = {
+        name: {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        for name, metrics in results.items()
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    keys = [f"{m}_at_{k}" for k in ks for m in ("ndcg", "recall", "precision", "map", "mrr")]
+    first = [c for c in ["users", *keys] if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
+    import mlflow
+
+    challenger = {k: v for k, v in results["challenger"].items() if not isinstance(v, dict)}
+    metrics = {k: v for k, v in challenger.items() if v is not None}
+    for key, value in flatten_metrics(results).items():
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            metrics[key] = value
+    if report["share_of_oracle_ndcg_at_10"] is not None:
+        metrics["share_of_oracle_ndcg_at_10"] = report["share_of_oracle_ndcg_at_10"]
+    mlflow.log_metrics(metrics)
+    table = _comparison_table(results, ks).reset_index(names="model")
+    mlflow.log_table(table, "evaluation/models.json")
+    mlflow.log_dict(report, "evaluation/report.json")
+    mlflow.log_figure(_segment_plot(results), "plots/ndcg_by_segment.png")
+    mlflow.log_figure(
+        _exposure_plot(report["exposure_by_popularity_decile"]), "plots/popularity_bias.png"
+    )
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _segment_plot(results: dict):
+    plt = _pyplot()
+    names = [m for m in results if "segments" in results[m]]
+    labels = sorted({s for m in names for s in results[m]["segments"]})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        values = [results[name]["segments"].get(s, {}).get("ndcg_at_10") or 0 for s in labels]
+        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
+    ax.set_ylabel("NDCG@10")
+    ax.set_title("NDCG@10 by visitor segment (test window, every test item)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _exposure_plot(exposure: dict[str, list[float]]):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, shares in exposure.items():
+        ax.plot(range(1, 11), shares, marker="o", label=name)
+    ax.axhline(0.1, color="grey", linestyle=":", label="no popularity bias")
+    ax.set_xlabel("item popularity decile in training (10 = most popular)")
+    ax.set_ylabel("share of top-10 recommendations")
+    ax.set_title("Popularity bias")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 if __name__ == "__main__":

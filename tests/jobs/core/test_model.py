@@ -215,3 +215,81 @@ def test_similar_items_by_factors_then_by_category(als):
     new = sims[sims["item_id"] == 999]
     assert new["similar_item_id"].tolist()[:2] == [12, 13]
     assert new["source"].tolist()[:2] == ["category_popular", "category_popular"]
+
+
+def _timed_events(rows):
+    frame = pd.DataFrame(rows, columns=["visitor_id", "item_id", "event_type", "event_ts"])
+    return frame.assign(event_ts=pd.to_datetime(frame["event_ts"], utc=True))
+
+
+AS_OF = pd.Timestamp("2015-09-19", tz="UTC")
+
+
+def test_build_interactions_decays_weights_by_age():
+    events = _timed_events(
+        [
+            (1, 10, "view", "2015-09-19"),  # age 0: 1 * 1
+            (1, 10, "cart", "2015-09-12"),  # age 7 = one half-life: 4 * 0.5 = 2
+            (1, 20, "purchase", "2015-09-05"),  # age 14: 8 * 0.25 = 2
+            (2, 10, "view", "2015-08-29"),  # age 21: 1 * 0.125
+        ]
+    )
+    got = build_interactions(events, WEIGHTS, as_of=AS_OF, half_life_days=7)
+    assert got.to_dict("records") == [
+        {"visitor_id": 1, "item_id": 10, "interaction_weight": pytest.approx(3.0)},
+        {"visitor_id": 1, "item_id": 20, "interaction_weight": pytest.approx(2.0)},
+        {"visitor_id": 2, "item_id": 10, "interaction_weight": pytest.approx(0.125)},
+    ]
+
+
+def test_build_interactions_takes_naive_times_as_utc():
+    events = _timed_events([(1, 10, "cart", "2015-09-18 12:00")])
+    events["event_ts"] = events["event_ts"].dt.tz_localize(None)
+    got = build_interactions(
+        events, WEIGHTS, as_of=pd.Timestamp("2015-09-19"), half_life_days=0.5
+    )  # 12 h old = one half-life: 4 * 0.5
+    assert got["interaction_weight"].tolist() == [pytest.approx(2.0)]
+
+
+def test_build_interactions_saturates_repeated_events():
+    events = _events([(1, 10, "view")] * 12 + [(1, 20, "cart"), (2, 10, "view")])
+    got = build_interactions(events, WEIGHTS, saturation=4.0)
+    assert got.to_dict("records") == [
+        # c = 12: 4 * log1p(12 / 4) = 4 ln 4 = 5.5451774
+        {"visitor_id": 1, "item_id": 10, "interaction_weight": pytest.approx(5.5451774)},
+        # c = 4: 4 ln 2 = 2.7725887
+        {"visitor_id": 1, "item_id": 20, "interaction_weight": pytest.approx(2.7725887)},
+        # c = 1: 4 ln 1.25 = 0.8925742
+        {"visitor_id": 2, "item_id": 10, "interaction_weight": pytest.approx(0.8925742)},
+    ]
+
+
+def test_build_interactions_decays_before_saturating():
+    events = _timed_events([(1, 10, "cart", "2015-09-12"), (1, 10, "cart", "2015-09-12")])
+    # Decayed sum 4 * 0.5 * 2 = 4, then 2 * log1p(4 / 2) = 2 ln 3 = 2.1972246.
+    got = build_interactions(events, WEIGHTS, as_of=AS_OF, half_life_days=7, saturation=2.0)
+    assert got["interaction_weight"].tolist() == [pytest.approx(2.1972246)]
+
+
+def test_build_interactions_without_options_ignores_event_ts():
+    events = _timed_events([(1, 10, "view", "2015-01-01"), (1, 10, "cart", "2015-09-18")])
+    got = build_interactions(events, WEIGHTS, as_of=None, half_life_days=None, saturation=None)
+    assert got.to_dict("records") == [{"visitor_id": 1, "item_id": 10, "interaction_weight": 5.0}]
+
+
+def test_build_interactions_bad_options_are_named():
+    events = _timed_events([(1, 10, "view", "2015-09-18")])
+    with pytest.raises(ValueError, match="both as_of and half_life_days"):
+        build_interactions(events, WEIGHTS, half_life_days=7)
+    with pytest.raises(ValueError, match="both as_of and half_life_days"):
+        build_interactions(events, WEIGHTS, as_of=AS_OF)
+    with pytest.raises(ValueError, match="half_life_days must be positive"):
+        build_interactions(events, WEIGHTS, as_of=AS_OF, half_life_days=0)
+    with pytest.raises(ValueError, match="event_ts"):
+        build_interactions(_events([(1, 10, "view")]), WEIGHTS, as_of=AS_OF, half_life_days=7)
+    with pytest.raises(ValueError, match="events after as_of"):
+        build_interactions(
+            events, WEIGHTS, as_of=pd.Timestamp("2015-09-01", tz="UTC"), half_life_days=7
+        )
+    with pytest.raises(ValueError, match="saturation must be positive"):
+        build_interactions(events, WEIGHTS, saturation=0.0)
