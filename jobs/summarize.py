@@ -66,14 +66,19 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
         )
     ev = reports.get("evaluate")
     if ev:
-        for name in ("challenger", "popularity", "champion"):
-            m = ev.get(name)
+        models = {"challenger": ev.get("challenger"), **ev.get("baselines", {})}
+        models |= {"champion": ev.get("champion"), "oracle": ev.get("oracle")}
+        for name, m in models.items():
             if m:
                 lines.append(
-                    f"  evaluate  {name:>10}: NDCG@10 {m['ndcg_at_10']:.4f}  "
+                    f"  evaluate  {name:>17}: NDCG@10 {m['ndcg_at_10']:.4f}  "
                     f"precision@10 {m['precision_at_10']:.4f}  "
                     f"recall@20 {m['recall_at_20']:.4f}  ({m['users']:,} warm users)"
                 )
+        if ev.get("share_of_oracle_ndcg_at_10") is not None:
+            lines.append(
+                f"  evaluate  challenger NDCG@10 = {ev['share_of_oracle_ndcg_at_10']:.2f} x oracle"
+            )
     ga = reports.get("gate")
     if ga:
         lines.append(
