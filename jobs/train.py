@@ -25,10 +25,17 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.core.cli import parse_stage_args
-from jobs.core.model import AlsRecommender, rank_by_popularity, to_matrix
+from jobs.core.model import AlsRecommender, rank_by_popularity
 from jobs.core.paths import Lake, partition_digest, read_partition, trace_lineage
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
-from jobs.core.tuning import EmptyTrainingSetError, TrialResult, fit_als, interactions_for, search
+from jobs.core.tuning import (
+    EmptyTrainingSetError,
+    TrialResult,
+    confidence_matrix,
+    fit_als,
+    interactions_for,
+    search,
+)
 
 __all__ = ["EmptyTrainingSetError", "UnvalidatedDataError", "fit_als", "require_validated"]
 
@@ -106,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         interactions = interactions_for(events, params, as_of=cutoff)
         if interactions.empty:
             raise EmptyTrainingSetError(f"no training interactions in {train_path}")
-        data = to_matrix(interactions)
+        data = confidence_matrix(interactions, params)
         started = time.perf_counter()
         als = fit_als(data, params)
         fit_seconds = time.perf_counter() - started
@@ -180,6 +187,19 @@ def _log_trial(trial: TrialResult) -> None:
     import mlflow
 
     params = trial.params
+    log.info(
+        "tuning trial %d: factors %d, regularization %g, alpha %g, weights %s -> validation "
+        "NDCG %.4f at %d iterations%s (%.1fs)",
+        trial.number,
+        params.factors,
+        params.regularization,
+        params.alpha,
+        params.event_weights,
+        trial.best_score,
+        trial.best_iterations,
+        ", stopped early" if trial.stopped_early else "",
+        trial.seconds,
+    )
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
         mlflow.set_tag("stage", "tuning")
         mlflow.log_params(

@@ -231,6 +231,11 @@ class TrainConfig(_Section):
     # decay), and repeated events saturate at about `saturation` (None: plain sum).
     half_life_days: float | None = Field(None, gt=0)
     saturation: float | None = Field(None, gt=0)
+    # Reweighting of the confidence matrix before ALS: "bm25" damps heavy visitors and very
+    # popular items (implicit's bm25_weight with k1, b); "none" keeps the summed weights.
+    weighting: Literal["none", "bm25"] = "bm25"
+    bm25_k1: float = Field(100.0, gt=0)
+    bm25_b: float = Field(0.8, ge=0, le=1)
 
     @field_validator("event_weights")
     @classmethod
@@ -259,6 +264,7 @@ class TuneSpace(_Section):
     alpha: tuple[float, ...] = Field((5.0, 10.0, 20.0, 40.0), min_length=1)
     # Upper bounds: early stopping on validation NDCG picks the iteration count.
     iterations: tuple[int, ...] = Field((10, 20), min_length=1)
+    weighting: tuple[Literal["none", "bm25"], ...] = Field(("bm25",), min_length=1)
     # Per event type, the weights to draw from; types not listed keep train.event_weights.
     event_weights: dict[str, tuple[float, ...]] = Field(default_factory=dict)
 

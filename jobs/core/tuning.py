@@ -16,7 +16,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,7 @@ def sample_trials(base: TrainConfig, tune: TuneConfig) -> list[TrainConfig]:
                 "regularization": rng.choice(space.regularization),
                 "alpha": rng.choice(space.alpha),
                 "iterations": rng.choice(space.iterations),
+                "weighting": rng.choice(space.weighting),
                 "event_weights": weights,
             }
         )
@@ -82,6 +83,7 @@ def _key(params: TrainConfig) -> tuple:
         params.regularization,
         params.alpha,
         params.iterations,
+        params.weighting,
         tuple(sorted(params.event_weights.items())),
     )
 
@@ -97,6 +99,17 @@ def interactions_for(events: pd.DataFrame, params: TrainConfig, as_of) -> pd.Dat
         half_life_days=params.half_life_days,
         saturation=params.saturation,
     )
+
+
+def confidence_matrix(interactions: pd.DataFrame, params: TrainConfig) -> InteractionMatrix:
+    """The matrix ALS fits: interactions as a CSR with id mappings, reweighted per `weighting`."""
+    data = to_matrix(interactions)
+    if params.weighting == "none":
+        return data
+    from implicit.nearest_neighbours import bm25_weight
+
+    weighted = bm25_weight(data.matrix, K1=params.bm25_k1, B=params.bm25_b).tocsr()
+    return replace(data, matrix=weighted.astype(np.float32))
 
 
 def validation_sample(
@@ -155,7 +168,7 @@ def run_trial(
 ) -> TrialResult:
     """Fit `params` on `fit_events`, scoring NDCG@k on `truth` every `eval_every` iterations."""
     result = TrialResult(number=number, params=params)
-    data = to_matrix(interactions_for(fit_events, params, as_of))
+    data = confidence_matrix(interactions_for(fit_events, params, as_of), params)
     visitors = truth[VISITOR_ID].unique()
     metric = f"ndcg_at_{tune.k}"
     model = make_als(params)

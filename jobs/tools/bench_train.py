@@ -6,7 +6,8 @@ there is no train report or with `--params config`). Each repetition runs both, 
 order so neither always goes first:
 
 - pipeline: what jobs/train.py does from events to a fitted model, `interactions_for` ->
-  `to_matrix` -> `fit_als`; timed as the fit alone and as the whole path with the matrix build;
+  `confidence_matrix` -> `fit_als`; timed as the fit alone and as the whole path with the
+  matrix build;
 - bare: `implicit.cpu.als.AlternatingLeastSquares(...)` with the same parameters, `.fit` on the
   same CSR matrix (built once, before the runs).
 
@@ -30,10 +31,10 @@ import pandas as pd
 
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import TrainConfig
-from jobs.core.model import InteractionMatrix, to_matrix
+from jobs.core.model import InteractionMatrix
 from jobs.core.paths import Lake, read_partition, write_json_atomic
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
-from jobs.core.tuning import EmptyTrainingSetError, fit_als, interactions_for
+from jobs.core.tuning import EmptyTrainingSetError, confidence_matrix, fit_als, interactions_for
 from jobs.tools.bench import PROJECT, machine
 
 GOAL_RATIO = 1.15
@@ -51,7 +52,7 @@ def load_params(lake: Lake, run_date, fallback: TrainConfig, source: str) -> tup
 def pipeline_fit(events: pd.DataFrame, params: TrainConfig, cutoff) -> dict:
     """jobs/train.py's path from events to a fitted model: seconds of the fit and of it all."""
     started = time.perf_counter()
-    data = to_matrix(interactions_for(events, params, as_of=cutoff))
+    data = confidence_matrix(interactions_for(events, params, as_of=cutoff), params)
     fit_started = time.perf_counter()
     fit_als(data, params)
     done = time.perf_counter()
@@ -106,7 +107,7 @@ def render(result: dict) -> str:
             "|---|---|---|---|",
             row("bare `implicit` ALS fit (same CSR, same params)", "bare_fit"),
             row("pipeline `fit_als`", "pipeline_fit"),
-            row("pipeline path (`interactions_for` + `to_matrix` + `fit_als`)", "pipeline_path"),
+            row("pipeline path (events -> matrix -> `fit_als`)", "pipeline_path"),
             f"| **ratio** pipeline fit / bare fit (goal <= {GOAL_RATIO}) | | | "
             f"**{result['ratio']:.3f}** |",
         ]
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if events.empty:
         train_path = lake.partition("splits", "train", run_date)
         raise EmptyTrainingSetError(f"no training events in {train_path}")
-    data = to_matrix(interactions_for(events, params, as_of=cutoff))
+    data = confidence_matrix(interactions_for(events, params, as_of=cutoff), params)
 
     runs: dict[str, list[float]] = {"bare_fit": [], "pipeline_fit": [], "pipeline_path": []}
     for rep in range(opts["repeat"]):

@@ -73,6 +73,9 @@ def test_the_params_the_train_stage_chose_are_used_by_default(tmp_path):
         "event_weights": {"view": 1.0, "cart": 4.0, "purchase": 8.0},
         "half_life_days": 7.0,  # decay needs the split's cutoff
         "saturation": None,
+        "weighting": "bm25",
+        "bm25_k1": 100.0,
+        "bm25_b": 0.8,
     }
     lake.write_stage_report(RUN_DATE, "train", {"params": tuned})
 
