@@ -48,9 +48,12 @@ test: install  ## lint, then the whole test suite (unit, DAG, end to end)
 BENCH_SCALE := $(if $(filter command line,$(origin SCALE)),$(SCALE),1)
 
 .PHONY: bench
-bench: install  ## time ingest, clean and validate on a generated shop (scale 1), audit the bot rules
+bench: install  ## time every stage up to evaluate on a generated shop (scale 1): bots, quality, train vs bare implicit
 	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) \
-	  --out docs/benchmarks/data_stages-scale$(BENCH_SCALE).json
+	  --out docs/benchmarks/stages-scale$(BENCH_SCALE).json
+	$(VENV)/bin/python -m jobs.tools.bench_train --config $(CONFIG) --run-date 2015-09-18 \
+	  --lake .local/bench/scale-$(BENCH_SCALE)/lake --repeat 3 \
+	  --out docs/benchmarks/train-scale$(BENCH_SCALE).json
 
 .PHONY: lint
 lint: install  ## ruff

@@ -218,10 +218,10 @@ class SplitConfig(_Section):
 
 
 class TrainConfig(_Section):
-    factors: int = Field(64, gt=0)
-    regularization: float = Field(0.05, ge=0)
+    factors: int = Field(128, gt=0)
+    regularization: float = Field(2.0, ge=0)
     alpha: float = Field(20.0, gt=0)
-    iterations: int = Field(15, gt=0)
+    iterations: int = Field(10, gt=0)
     random_state: int = 42
     num_threads: int = Field(2, ge=0)
     # implicit's CUDA ALS instead of the CPU one; fails clearly where CUDA is missing.
@@ -259,11 +259,11 @@ def _check_event_weights(weights: dict) -> dict:
 class TuneSpace(_Section):
     """The values a trial draws from, each uniformly (seeded)."""
 
-    factors: tuple[int, ...] = Field((32, 64, 128), min_length=1)
-    regularization: tuple[float, ...] = Field((0.01, 0.05, 0.1, 0.5), min_length=1)
+    factors: tuple[int, ...] = Field((64, 128), min_length=1)
+    regularization: tuple[float, ...] = Field((0.5, 1.0, 2.0, 5.0), min_length=1)
     alpha: tuple[float, ...] = Field((5.0, 10.0, 20.0, 40.0), min_length=1)
     # Upper bounds: early stopping on validation NDCG picks the iteration count.
-    iterations: tuple[int, ...] = Field((10, 20), min_length=1)
+    iterations: tuple[int, ...] = Field((10, 15), min_length=1)
     weighting: tuple[Literal["none", "bm25"], ...] = Field(("bm25",), min_length=1)
     # Per event type, the weights to draw from; types not listed keep train.event_weights.
     event_weights: dict[str, tuple[float, ...]] = Field(default_factory=dict)

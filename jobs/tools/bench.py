@@ -1,16 +1,18 @@
-"""Benchmark the data stages on a generated shop: ingest, clean, validate, and the bot figures.
+"""Benchmark the pipeline's stages on a generated shop, with the bot and model-quality figures.
 
 Generates the synthetic shop at --scale into a private workspace (.local/bench/scale-<s>/),
 lands it as daily arrivals from --date, then runs each stage the way the DAG does, as its own
-process with its own Spark session (so JVM start is counted):
+process (the Spark ones with their own session, so JVM start is counted):
 
-    ingest (history: every day before --date, one partition), ingest (the day), clean, validate
+    ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
+    split, train (with tuning), evaluate
 
 and times each one. Throughput is rows handled per wall second. The bot audit compares what
-clean removed with the generator's ground truth. Figures go to --out as JSON and to stdout as
-a Markdown table for docs/benchmarks.md.
+clean removed with the generator's ground truth; the quality table is every model's main
+metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after validate.
+Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
 
-    python -m jobs.tools.bench --scale 1 --out docs/benchmarks/data_stages.json
+    python -m jobs.tools.bench --scale 1 --out docs/benchmarks/stages-scale1.json
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def _stage(name: str, run_date: date, config: Path) -> list[str]:
     ]
 
 
-def run(scale: float, seed: int, run_date: date, config: Path, workdir: Path) -> dict:
+def run(
+    scale: float, seed: int, run_date: date, config: Path, workdir: Path, models: bool = True
+) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     env = {
@@ -77,6 +81,8 @@ def run(scale: float, seed: int, run_date: date, config: Path, workdir: Path) ->
         "RECS__PATHS__LANDING": str(workdir / "landing"),
         "RECS__PATHS__RAW": str(workdir / "raw"),
         "RECS__PATHS__REPORTS": str(workdir / "reports"),
+        "RECS__MLFLOW__TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "RECS__MLFLOW__ARTIFACT_ROOT": str(workdir / "mlflow-artifacts"),
     }
     cfg = load_config(config, environ=env)
     lake, logs = Lake(cfg.paths.lake), workdir / "logs"
@@ -107,7 +113,37 @@ def run(scale: float, seed: int, run_date: date, config: Path, workdir: Path) ->
     audit += ["--out", str(audit_out)]
     figures["bot_audit"] = {"seconds": _timed(audit, env, logs / "bot_audit.log")}
     figures["bot_audit"]["result"] = json.loads(audit_out.read_text())
+    if not models:
+        return figures
+
+    for name in ("split", "train", "evaluate"):
+        figures[name] = {
+            "seconds": _timed(_stage(name, run_date, config), env, logs / f"{name}.log")
+        }
+    trained = lake.read_stage_report(run_date, "train")
+    figures["train"]["params"] = trained["params"]
+    figures["train"]["tuning"] = trained["tuning"]
+    figures["train"]["fit_seconds"] = trained["fit_seconds"]
+    evaluation = lake.read_stage_report(run_date, "evaluate")
+    figures["evaluate"]["quality"] = quality_table(evaluation)
+    figures["evaluate"]["share_of_oracle_ndcg_at_10"] = evaluation["share_of_oracle_ndcg_at_10"]
+    figures["evaluate"]["visitors"] = evaluation["visitors"]
     return figures
+
+
+QUALITY_METRICS = ("ndcg_at_10", "recall_at_20", "precision_at_10", "map_at_10", "mrr_at_10")
+QUALITY_METRICS += ("coverage_at_10", "diversity_at_10", "novelty_at_10")
+
+
+def quality_table(evaluation: dict) -> dict[str, dict]:
+    """Main metrics per model (warm visitors x warm items), from evaluate's stage report."""
+    models = {"challenger": evaluation["challenger"], **evaluation["baselines"]}
+    if evaluation.get("oracle"):
+        models["oracle"] = evaluation["oracle"]
+    return {
+        name: {m: metrics.get(m) for m in QUALITY_METRICS} | {"users": metrics["users"]}
+        for name, metrics in models.items()
+    }
 
 
 def render(result: dict) -> str:
@@ -115,6 +151,7 @@ def render(result: dict) -> str:
         "| stage | wall | rows | rows/s |",
         "|---|---|---|---|",
     ]
+    quality = result["stages"].get("evaluate", {}).get("quality")
     for name, figure in result["stages"].items():
         if "rows" in figure:
             rows.append(
@@ -123,6 +160,12 @@ def render(result: dict) -> str:
             )
         else:
             rows.append(f"| {name} | {figure['seconds']} s | | |")
+    if quality:
+        rows += ["", "| model | " + " | ".join(QUALITY_METRICS) + " |"]
+        rows.append("|---|" + "---:|" * len(QUALITY_METRICS))
+        for name, metrics in quality.items():
+            cells = ["" if metrics[m] is None else f"{metrics[m]:.4f}" for m in QUALITY_METRICS]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -134,9 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=PROJECT / "configs" / "local.yaml")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
+    parser.add_argument("--data-only", action="store_true", help="stop after validate")
     args = parser.parse_args(argv)
     workdir = args.workdir or PROJECT / ".local" / "bench" / f"scale-{args.scale:g}"
-    stages = run(args.scale, args.seed, args.date, args.config.resolve(), workdir)
+    stages = run(
+        args.scale, args.seed, args.date, args.config.resolve(), workdir, not args.data_only
+    )
     result = {
         "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
         "scale": args.scale,
