@@ -10,7 +10,7 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 def test_overlay_overrides_base_and_keeps_the_rest():
     cfg = load_config(CONFIGS / "test.yaml", environ={})
     assert cfg.train.factors == 16  # from test.yaml
-    assert cfg.train.regularization == 0.05  # from base.yaml
+    assert cfg.train.alpha == 20.0  # from base.yaml
     assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "1"
     assert cfg.spark.conf["spark.sql.session.timeZone"] == "UTC"  # merged key by key
 
