@@ -10,14 +10,16 @@ Every night, for the logical date `ds`:
 | ingest | files landed for `ds` -> bronze events, quarantine, item facts, catalog | spark-submit |
 | clean | history up to `ds` without crawlers and test traffic -> silver events | spark-submit |
 | validate | Great Expectations: bronze, silver, catalog; Data Docs; stops bad data | spark-submit |
-| split | chronological train / test | spark-submit |
-| train | implicit ALS, logged and registered in MLflow as `challenger` | python |
-| evaluate | challenger vs popularity vs champion on the test window | python |
+| split | chronological train / test, the catalog as of the cutoff | spark-submit |
+| train | tuned implicit ALS (trials as nested runs), registered as `challenger` | python |
+| evaluate | challenger vs four baselines, the champion and the oracle on the test window | python |
 | gate | promotes the challenger to `champion`, or is **skipped** when it is worse | python |
 | export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | python |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 
 A skipped `gate` means the run was gated: the export republishes the existing champion.
+A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`
+and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/core/alerts.py).
 Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
 put it in the day's landing folder and clear `ingest` for that date (docs/ingestion.md).
 Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
@@ -32,6 +34,8 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Param, dag
+
+from jobs.core.alerts import on_failure
 
 PROJECT = Path(__file__).resolve().parents[1]
 STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
@@ -69,6 +73,7 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": on_failure,
     },
     params={"config": Param(str(PROJECT / "configs" / "local.yaml"), type="string")},
     doc_md=__doc__,

@@ -80,3 +80,30 @@ def bucket(s3_endpoint, request):
     client = s3_client(storage)
     client.create_bucket(Bucket=name)
     return client, storage
+
+
+@pytest.fixture()
+def write_overlay(tmp_path):
+    """A function writing a config overlay with every path in tmp_path and the given bucket."""
+    project = PROJECT_ROOT
+
+    def write(endpoint: str, bucket: str, extra: str = "", prefix: str = "nightly") -> Path:
+        path = tmp_path / f"e2e{len(list(tmp_path.glob('e2e*.yaml')))}.yaml"
+        path.write_text(f"""
+extends: {project / "configs" / "test.yaml"}
+paths:
+  lake: {tmp_path / "lake"}
+  raw: {tmp_path / "raw"}
+  landing: {tmp_path / "landing"}
+  reports: {tmp_path / "reports"}
+mlflow:
+  tracking_uri: sqlite:///{tmp_path / "mlflow.db"}
+  artifact_root: {tmp_path / "artifacts"}
+storage:
+  endpoint_url: {endpoint}
+  bucket: {bucket}
+  prefix: {prefix}
+{extra}""")
+        return path
+
+    return write

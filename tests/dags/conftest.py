@@ -29,33 +29,6 @@ def dagbag():
 
 
 @pytest.fixture()
-def write_overlay(tmp_path):
-    """A function writing a config overlay with every path in tmp_path and the given bucket."""
-    project = DAGS.parent
-
-    def write(endpoint: str, bucket: str, extra: str = "", prefix: str = "nightly") -> Path:
-        path = tmp_path / f"e2e{len(list(tmp_path.glob('e2e*.yaml')))}.yaml"
-        path.write_text(f"""
-extends: {project / "configs" / "test.yaml"}
-paths:
-  lake: {tmp_path / "lake"}
-  raw: {tmp_path / "raw"}
-  landing: {tmp_path / "landing"}
-  reports: {tmp_path / "reports"}
-mlflow:
-  tracking_uri: sqlite:///{tmp_path / "mlflow.db"}
-  artifact_root: {tmp_path / "artifacts"}
-storage:
-  endpoint_url: {endpoint}
-  bucket: {bucket}
-  prefix: {prefix}
-{extra}""")
-        return path
-
-    return write
-
-
-@pytest.fixture()
 def dag_run_env(monkeypatch):
     """Task subprocesses use this venv, and spark-submit runs Spark on local[1]."""
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")

@@ -23,6 +23,8 @@ def test_schedule_and_operating_defaults(dagbag):
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert all(t.retries >= 2 for t in dag.tasks)
+    assert all(t.retry_exponential_backoff for t in dag.tasks)
+    assert all(t.on_failure_callback for t in dag.tasks)  # jobs/core/alerts.py
     spark_tasks = {t.task_id for t in dag.tasks if t.task_type == "SparkSubmitOperator"}
     assert spark_tasks == {"ingest", "clean", "validate", "split"}
     # A gated challenger skips `gate`; the export must still republish the champion.

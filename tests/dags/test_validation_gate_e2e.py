@@ -140,6 +140,11 @@ def test_data_failing_validation_stops_the_dag_before_training(
         "silver_catalog_coverage": ["expect_column_values_to_be_null(item_id_not_in_catalog)"],
     }
     assert Path(report["data_docs_index"]).is_file()
+    # The failure callback recorded an alert naming the task and the date.
+    alerts = [json.loads(line) for line in (tmp_path / "reports/alerts.jsonl").open()]
+    assert [(a["task_id"], a["logical_date"]) for a in alerts] == [
+        ("validate", "2015-09-18T00:00:00+00:00")
+    ]
     # Nothing after validate left a trace: no stage report, no split, no model, no publication.
     assert sorted(p.name for p in (lake / "_runs/dt=2015-09-18").iterdir()) == ["validate.json"]
     assert not (lake / "splits").exists()
