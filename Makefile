@@ -39,6 +39,23 @@ java:  ## check that Java 17+ (needed by Spark) is installed
 demo: install  ## generate a shop, run the nightly DAG through Airflow for DATE, print the summary
 	$(VENV)/bin/python -m jobs.tools.demo --config $(CONFIG) --scale $(SCALE) --date $(DATE)
 
+.PHONY: up
+up: install  ## start Airflow, MLflow and S3 on 127.0.0.1 (synthetic shop landed for 3 days); prints URLs and login
+	$(VENV)/bin/python -m jobs.tools.stack up --config $(CONFIG) --scale $(SCALE) --last-day $(DATE)
+
+.PHONY: down
+down:  ## stop every process `make up` started, by PID
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.stack down; fi
+
+.PHONY: spark-up
+spark-up: install  ## start a Spark standalone master + worker on 127.0.0.1:7077 and package the jobs for --py-files
+	$(VENV)/bin/python -m jobs.tools.cluster up --workdir .local/spark-cluster
+	$(VENV)/bin/python -m jobs.tools.cluster package --out .local/dist
+
+.PHONY: spark-down
+spark-down:  ## stop the Spark cluster started by spark-up
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.cluster down --workdir .local/spark-cluster; fi
+
 .PHONY: test
 test: install  ## lint, then the whole test suite (unit, DAG, end to end)
 	$(VENV)/bin/ruff check .
