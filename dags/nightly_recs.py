@@ -27,6 +27,7 @@ Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,12 @@ from airflow.sdk import Param, dag
 from jobs.core.alerts import on_failure
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The schedule comes from the config's `schedule` section, exported as RECS_SCHEDULE_* by
+# `make up` and the demo (jobs/core/config.py ScheduleConfig); the defaults match base.yaml.
+CRON = os.environ.get("RECS_SCHEDULE_CRON", "@daily")
+TIMEZONE = os.environ.get("RECS_SCHEDULE_TIMEZONE", "UTC")
+START = pendulum.parse(os.environ.get("RECS_SCHEDULE_START_DATE", "2015-05-03"), tz=TIMEZONE)
+END = os.environ.get("RECS_SCHEDULE_END_DATE") or None
 STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
 GATED_EXIT_CODE = 99  # jobs/gate.py exits with it when the challenger is not promoted
 
@@ -63,8 +70,9 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
 
 @dag(
     dag_id="nightly_recs",
-    schedule="@daily",
-    start_date=pendulum.datetime(2015, 5, 3, tz="UTC"),
+    schedule=CRON,
+    start_date=START,
+    end_date=pendulum.parse(END, tz=TIMEZONE) if END else None,
     catchup=False,
     max_active_runs=1,
     tags=["recommendations", "nightly"],

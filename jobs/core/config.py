@@ -204,6 +204,25 @@ class ValidateConfig(_Section):
     volume: VolumeCheckConfig = Field(default_factory=VolumeCheckConfig)
 
 
+class ScheduleConfig(_Section):
+    """When the DAG runs. Airflow reads these through RECS_SCHEDULE_* environment variables that
+    the local stack and the demo export (jobs/tools/demo.py), so the DAG file reads no file."""
+
+    cron: str = "@daily"
+    timezone: str = "UTC"
+    start_date: date = date(2015, 5, 3)
+    # No scheduled runs after this date (null: none); trigger and backfill still work up to it.
+    end_date: date | None = None
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "RECS_SCHEDULE_CRON": self.cron,
+            "RECS_SCHEDULE_TIMEZONE": self.timezone,
+            "RECS_SCHEDULE_START_DATE": self.start_date.isoformat(),
+            "RECS_SCHEDULE_END_DATE": self.end_date.isoformat() if self.end_date else "",
+        }
+
+
 class SplitConfig(_Section):
     """Where the chronological cutoffs fall (jobs/split.py)."""
 
@@ -371,6 +390,7 @@ class Config(_Section):
     ingest: IngestConfig
     clean: CleanConfig
     validate_: ValidateConfig = Field(alias="validate")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     split: SplitConfig
     train: TrainConfig
     tune: TuneConfig = Field(default_factory=TuneConfig)

@@ -48,6 +48,7 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "OPENBLAS_NUM_THREADS": "1",
         "RECS_CONFIG": str(config_path),
+        **cfg.schedule.environ(),
     }
     for key, value in LOCAL_CREDENTIALS.items():
         env.setdefault(key, value)
@@ -90,6 +91,47 @@ def _run(cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         )
 
 
+def prepare_shop(
+    cfg: Config,
+    config_path: Path,
+    scale: float,
+    seed: int,
+    first_day: date,
+    env: dict[str, str],
+    logs: Path,
+) -> None:
+    """Generate the synthetic shop (once per scale and seed), land it as daily arrivals from
+    `first_day` on, and load the history before `first_day` once (bronze dt=first_day - 1)."""
+    marker = cfg.paths.raw / "ground_truth" / "summary.json"
+    wanted = {"scale": scale, "seed": seed}
+    generated = (
+        not marker.is_file() or {k: json.loads(marker.read_text()).get(k) for k in wanted} != wanted
+    )
+    if generated:
+        print(f"[demo] generating the synthetic shop (scale {scale}) into {cfg.paths.raw}")
+        _run(
+            [sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw)]
+            + ["--scale", str(scale), "--seed", str(seed)],
+            env,
+            logs / "generate.log",
+        )
+    history = first_day - timedelta(days=1)
+    history_partition = Lake(cfg.paths.lake).partition("bronze", "events", history)
+    if generated or not (history_partition / "_SUCCESS").exists():
+        landing = cfg.paths.landing / cfg.ingest.sources[0].name
+        print(
+            f"[demo] landing the export in {landing} as daily arrivals from {first_day}, and "
+            f"loading the history before it once (bronze dt={history})"
+        )
+        land(cfg.paths.raw, landing, first_day)
+        _run(
+            [sys.executable, "-m", "jobs.ingest", "--run-date", history.isoformat()]
+            + ["--config", str(config_path)],
+            env,
+            logs / "ingest-history.log",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the nightly DAG once on a synthetic shop.")
     parser.add_argument("--config", default="configs/local.yaml")
@@ -107,43 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     env = airflow_env(cfg, config_path, local / "airflow")
     started = time.monotonic()
 
-    marker = cfg.paths.raw / "ground_truth" / "summary.json"
-    wanted = {"scale": args.scale, "seed": args.seed}
-    generated = (
-        not marker.is_file() or {k: json.loads(marker.read_text()).get(k) for k in wanted} != wanted
-    )
-    if generated:
-        print(f"[demo] generating the synthetic shop (scale {args.scale}) into {cfg.paths.raw}")
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.generate",
-                "--out",
-                str(cfg.paths.raw),
-                "--scale",
-                str(args.scale),
-                "--seed",
-                str(args.seed),
-            ],
-            env,
-            logs / "generate.log",
-        )
-    history = args.date - timedelta(days=1)
-    history_partition = Lake(cfg.paths.lake).partition("bronze", "events", history)
-    if generated or not (history_partition / "_SUCCESS").exists():
-        landing = cfg.paths.landing / cfg.ingest.sources[0].name
-        print(
-            f"[demo] landing the export in {landing} as daily arrivals from {args.date}, and "
-            f"loading the history before it once (bronze dt={history})"
-        )
-        land(cfg.paths.raw, landing, args.date)
-        _run(
-            [sys.executable, "-m", "jobs.ingest", "--run-date", history.isoformat()]
-            + ["--config", str(config_path)],
-            env,
-            logs / "ingest-history.log",
-        )
+    prepare_shop(cfg, config_path, args.scale, args.seed, args.date, env, logs)
     print("[demo] preparing Airflow's metadata database")
     _run(["airflow", "db", "migrate"], env, logs / "airflow-db.log")
     with s3_endpoint(config_path, logs / "s3.log"):

@@ -1,0 +1,270 @@
+"""The local stack: Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor), the
+MLflow server on the jobs' own store, and the S3 endpoint, all on 127.0.0.1.
+
+`up` prepares the synthetic shop when needed (generated, landed as daily arrivals for the last
+`--days` days, the history before them loaded once), starts every process in its own process
+group, waits until each answers, and prints the URLs and how to log in. PIDs go to
+.local/stack/pids.json. `down` stops each process group by PID (SIGTERM, then SIGKILL after a
+grace period) and checks that none is left.
+
+    python -m jobs.tools.stack up --config configs/local.yaml
+    python -m jobs.tools.stack down
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+from jobs.core.config import Config, load_config
+from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
+from jobs.tools.s3_server import LOCAL_CREDENTIALS
+
+STATE = PROJECT / ".local" / "stack"
+PIDS = STATE / "pids.json"
+AIRFLOW_PORT, MLFLOW_PORT = 8080, 5000
+USER, PASSWORD = "admin", "admin"
+# Stop order: what schedules work first, the stores it writes to last (S3 saves on SIGTERM).
+STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "api-server", "mlflow", "s3")
+
+
+class StackError(RuntimeError):
+    """A service did not come up, or a process survived `down`."""
+
+
+def commands(cfg: Config, config_path: Path) -> dict[str, list[str]]:
+    """The command line of each service."""
+    return {
+        "s3": [sys.executable, "-m", "jobs.tools.s3_server", "--config", str(config_path)],
+        "mlflow": [
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            cfg.mlflow.tracking_uri,
+            "--default-artifact-root",
+            cfg.mlflow.artifact_root.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(MLFLOW_PORT),
+            "--workers",
+            "1",
+        ],
+        "api-server": ["airflow", "api-server", "-H", "127.0.0.1", "-p", str(AIRFLOW_PORT)],
+        "scheduler": ["airflow", "scheduler"],
+        "dag-processor": ["airflow", "dag-processor"],
+        "triggerer": ["airflow", "triggerer"],
+    }
+
+
+def stack_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str, str]:
+    """The demo's Airflow environment, plus what a long-running local deployment needs."""
+    base = f"http://127.0.0.1:{AIRFLOW_PORT}"
+    return {
+        **airflow_env(cfg, config_path, airflow_home),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # 2 cores: one task at a time besides the scheduler's own work.
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **LOCAL_CREDENTIALS,
+    }
+
+
+def _alive(pgid: int) -> bool:
+    """Whether any process of process group `pgid` still runs (zombies do not count)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)  # reap it if it is our own exited child
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            return True
+    return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait(what: str, ready, proc: subprocess.Popen | None, log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise StackError(f"{what} exited with {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} not ready after {seconds:.0f}s; see {log}")
+        time.sleep(1)
+
+
+def airflow_health() -> dict:
+    url = f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/monitor/health"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def _airflow_healthy() -> bool:
+    try:
+        health = airflow_health()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+    return all((health.get(p) or {}).get("status") == "healthy" for p in parts)
+
+
+def token() -> str:
+    """A JWT for Airflow's REST API v2 (the simple auth manager's admin user)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{AIRFLOW_PORT}/auth/token",
+        data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["access_token"]
+
+
+def api(method: str, path: str, body: dict | None = None) -> dict:
+    """Call Airflow's REST API v2 as the admin user."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{AIRFLOW_PORT}/api/v2/{path.lstrip('/')}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token()}"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def _dag_listed() -> bool:
+    try:
+        return api("GET", f"dags/{DAG_ID}").get("dag_id") == DAG_ID
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return False
+
+
+def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) -> dict[str, int]:
+    if PIDS.exists() and any(_alive(pid) for pid in json.loads(PIDS.read_text()).values()):
+        raise StackError(f"the stack is already running ({PIDS}); `make down` first")
+    cfg = load_config(config_path)
+    local = cfg.paths.lake.parent
+    logs = local / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    airflow_home = local / "airflow"
+    env = stack_env(cfg, config_path, airflow_home)
+    started = time.monotonic()
+    prepare_shop(cfg, config_path, scale, seed, last_day - timedelta(days=days - 1), env, logs)
+    print("[up] preparing Airflow's metadata database")
+    _run(["airflow", "db", "migrate"], env, logs / "airflow-db.log")
+    (airflow_home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
+    cfg.mlflow.artifact_root.mkdir(parents=True, exist_ok=True)
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    pids: dict[str, int] = {}
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, cmd in commands(cfg, config_path).items():
+            log = logs / f"stack-{name}.log"
+            with log.open("w") as out:
+                procs[name] = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    cwd=PROJECT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            pids[name] = procs[name].pid
+            PIDS.write_text(json.dumps(pids, indent=2))
+        s3_log = logs / "stack-s3.log"
+        _wait("S3 endpoint", lambda: "up, bucket" in s3_log.read_text(), procs["s3"], s3_log, 60)
+        mlflow_log = logs / "stack-mlflow.log"
+        mlflow_health = f"http://127.0.0.1:{MLFLOW_PORT}/health"
+        _wait("MLflow", lambda: _http_ok(mlflow_health), procs["mlflow"], mlflow_log, 120)
+        api_log = logs / "stack-api-server.log"
+        _wait("Airflow", _airflow_healthy, procs["api-server"], api_log, 240)
+        processor_log = logs / "stack-dag-processor.log"
+        _wait(f"the {DAG_ID} DAG", _dag_listed, procs["dag-processor"], processor_log, 180)
+    except BaseException:
+        down()
+        raise
+    first = last_day - timedelta(days=days - 1)
+    print(f"""[up] the stack is up in {time.monotonic() - started:.0f}s (PIDs in {PIDS}):
+  Airflow  http://127.0.0.1:{AIRFLOW_PORT}   user {USER}, password {PASSWORD}
+  MLflow   http://127.0.0.1:{MLFLOW_PORT}
+  S3       {cfg.storage.endpoint_url}   bucket {cfg.storage.bucket} (any access key)
+Landed days with data: {first} .. {last_day}. Trigger {DAG_ID} for one of them, or backfill:
+  .venv/bin/airflow backfill create --dag-id {DAG_ID} --from-date {first} --to-date {last_day}
+  (with AIRFLOW_HOME={airflow_home}), or from the UI: {DAG_ID} -> Trigger / Backfill.
+Logs: {logs}/stack-*.log.  Stop everything: make down""")
+    return pids
+
+
+def down() -> list[str]:
+    """Stop every process group in pids.json; returns the names that had to be killed."""
+    if not PIDS.exists():
+        print("[down] nothing to stop")
+        return []
+    pids = json.loads(PIDS.read_text())
+    killed = []
+    for name in sorted(pids, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1):
+        pid = pids[name]
+        if not _alive(pid):
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            killed.append(name)
+            time.sleep(1)
+    left = [name for name, pid in pids.items() if _alive(pid)]
+    if left:
+        raise StackError(f"still running after SIGKILL: {left}")
+    PIDS.unlink()
+    print(f"[down] stopped {', '.join(pids)}" + (f" (killed: {killed})" if killed else ""))
+    return killed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("--config", type=Path, default=PROJECT / "configs" / "local.yaml")
+    parser.add_argument("--scale", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--last-day", type=date.fromisoformat, default=date(2015, 9, 18))
+    parser.add_argument(
+        "--days", type=int, default=3, help="landed days with data, up to --last-day"
+    )
+    args = parser.parse_args(argv)
+    if args.action == "down":
+        down()
+        return 0
+    up(args.config.resolve(), args.scale, args.seed, args.last_day, args.days)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
