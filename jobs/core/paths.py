@@ -133,13 +133,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def partition_digest(partition: Path) -> str:
-    """sha256 over the contents of the partition's data files, in part-number order.
+    """sha256 over the rows of the partition's data files, in part-number order.
 
-    File names are left out: Spark puts a fresh UUID in each, so only contents can match.
+    Rows, not file bytes: Spark names each file with a fresh UUID, and parquet-mr lists each
+    column chunk's encodings in an order that changes from one JVM to the next, so a rerun that
+    writes the same rows writes files whose footers differ. Each file is hashed as its decoded
+    Arrow table in IPC form (schema and values), so the digest changes exactly when the data does.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     digest = hashlib.sha256()
     for file in sorted(p for p in partition.iterdir() if not p.name.startswith(("_", "."))):
-        digest.update(sha256_file(file).encode())
+        table = pq.read_table(file)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(hashlib.sha256(sink.getvalue()).digest())
     return digest.hexdigest()
 
 

@@ -28,11 +28,18 @@ def test_read_lineage_names_a_partition_without_it(tmp_path):
 
 
 def test_partition_digest_ignores_file_names_and_bookkeeping(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     one, two = tmp_path / "one", tmp_path / "two"
+    rows = pa.table({"item_id": [3, 1, 2]})
     for folder, name in ((one, "part-00000-aaa.parquet"), (two, "part-00000-bbb.parquet")):
         folder.mkdir()
-        (folder / name).write_bytes(b"rows")
+        pq.write_table(rows, folder / name)
     (two / "_SUCCESS").touch()
     assert partition_digest(one) == partition_digest(two)
-    (two / "part-00000-bbb.parquet").write_bytes(b"other rows")
+    # Same rows, different file bytes (another compression): the same digest.
+    pq.write_table(rows, two / "part-00000-bbb.parquet", compression="gzip")
+    assert partition_digest(one) == partition_digest(two)
+    pq.write_table(pa.table({"item_id": [3, 1, 4]}), two / "part-00000-bbb.parquet")
     assert partition_digest(one) != partition_digest(two)
