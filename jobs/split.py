@@ -118,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     write_lineage(
         catalog_path, [{"partition": str(f), "sha256": partition_digest(f)} for f in facts]
     )
-    catalog = spark.read.parquet(str(catalog_path))
-    report["catalog"] = {
-        "items": catalog.count(),
-        "items_first_seen_after_cutoff": catalog.where(
-            F.col(FIRST_SEEN_TS) >= F.lit(cutoff)
-        ).count(),
-    }
+    report["catalog"] = (
+        spark.read.parquet(str(catalog_path))
+        .agg(
+            F.count("*").alias("items"),
+            F.count(F.when(F.col(FIRST_SEEN_TS) >= F.lit(cutoff), 1)).alias(
+                "items_first_seen_after_cutoff"
+            ),
+        )
+        .first()
+        .asDict()
+    )
     check_no_leakage(report)
     lake.write_stage_report(run_date, "split", report)
     log.info("split %s: %s", run_date, report)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.tools.processes import free_port
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # implicit and numpy: one BLAS thread per process, or the cores are oversubscribed.
@@ -47,14 +49,6 @@ def cfg(tmp_path):
     return load_config(PROJECT_ROOT / "configs" / "test.yaml", environ=env)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 HTTP endpoint (moto's server) on 127.0.0.1 for the whole session."""
@@ -62,7 +56,7 @@ def s3_endpoint():
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -89,13 +89,13 @@ def _key(params: TrainConfig) -> tuple:
 
 
 def interactions_for(events: pd.DataFrame, params: TrainConfig, as_of) -> pd.DataFrame:
-    """The confidence matrix rows for `params` (weights, decay and saturation)."""
-    if params.half_life_days is None and params.saturation is None:
-        return build_interactions(events, params.event_weights)
+    """The confidence matrix rows for `params`: weights, and decay from `as_of` and saturation
+    when configured."""
+    decays = params.half_life_days is not None
     return build_interactions(
         events,
         params.event_weights,
-        as_of=as_of,
+        as_of=as_of if decays else None,
         half_life_days=params.half_life_days,
         saturation=params.saturation,
     )

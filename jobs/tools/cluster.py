@@ -18,10 +18,8 @@ The jobs run there with the code shipped as a zip (docs/spark-cluster.md):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +30,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from jobs.tools.processes import HOST, free_port, group_members, stop_group
+
 STATE_FILE = "cluster.json"
 DEFAULT_WORKDIR = Path(".local/spark-cluster")
 # Fixed entry timestamp and mode: the same sources always give the same zip, byte for byte.
@@ -61,8 +60,8 @@ class Cluster:
         """
         # Worker first: it kills its executors on the way down, then the master has no one left.
         for pid in (self.worker_pid, self.master_pid):
-            _stop_group(pid, timeout)
-        survivors = [pid for pid in (self.worker_pid, self.master_pid) if _group_members(pid)]
+            stop_group(pid, timeout)
+        survivors = [pid for pid in (self.worker_pid, self.master_pid) if group_members(pid)]
         if survivors:
             raise ClusterError(f"processes of groups {survivors} survived SIGKILL")
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
@@ -98,7 +97,7 @@ def start(
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    port, web_ui_port = port or _free_port(), web_ui_port or _free_port()
+    port, web_ui_port = port or free_port(), web_ui_port or free_port()
     # Spark silently moves to the next port when one is taken: refuse instead, or the URL lies.
     for wanted in (port, web_ui_port):
         if not _is_free(wanted):
@@ -114,7 +113,7 @@ def start(
         worker = _launch(
             "org.apache.spark.deploy.worker.Worker",
             [master_url, "--host", HOST, "--cores", str(cores), "--memory", memory]
-            + ["--webui-port", str(_free_port()), "--work-dir", str(workdir / "work")],
+            + ["--webui-port", str(free_port()), "--work-dir", str(workdir / "work")],
             workdir / "worker.log",
         )
         cluster = Cluster(master_url, web_ui, master.pid, worker.pid, workdir)
@@ -122,7 +121,7 @@ def start(
     except BaseException:
         for proc in (worker, master):
             if proc is not None:
-                _stop_group(proc.pid, 10.0)
+                stop_group(proc.pid, 10.0)
         raise
     cluster.save()
     return cluster
@@ -234,41 +233,6 @@ def _log_tails(workdir: Path, lines: int = 20) -> str:
     return "\n".join(parts)
 
 
-def _stop_group(pgid: int, timeout: float) -> None:
-    """SIGTERM process group pgid, wait up to timeout, then SIGKILL it; reap our own children."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        if not _group_members(pgid):
-            break
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while _group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    _reap(pgid)
-
-
-def _reap(pid: int) -> None:
-    # Not our child when `down` runs in another process than `up`: then init reaps it.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group pgid, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def _is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -276,12 +240,6 @@ def _is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

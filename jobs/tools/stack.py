@@ -14,10 +14,7 @@ grace period) and checks that none is left.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +25,7 @@ from pathlib import Path
 
 from jobs.core.config import Config, load_config
 from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
+from jobs.tools.processes import group_members, stop_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 STATE = PROJECT / ".local" / "stack"
@@ -83,21 +81,6 @@ def stack_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str, s
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         **LOCAL_CREDENTIALS,
     }
-
-
-def _alive(pgid: int) -> bool:
-    """Whether any process of process group `pgid` still runs (zombies do not count)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, os.WNOHANG)  # reap it if it is our own exited child
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            return True
-    return False
 
 
 def _http_ok(url: str) -> bool:
@@ -165,7 +148,7 @@ def _dag_listed() -> bool:
 
 
 def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) -> dict[str, int]:
-    if PIDS.exists() and any(_alive(pid) for pid in json.loads(PIDS.read_text()).values()):
+    if PIDS.exists() and any(group_members(pid) for pid in json.loads(PIDS.read_text()).values()):
         raise StackError(f"the stack is already running ({PIDS}); `make down` first")
     cfg = load_config(config_path)
     local = cfg.paths.lake.parent
@@ -229,18 +212,9 @@ def down() -> list[str]:
     pids = json.loads(PIDS.read_text())
     killed = []
     for name in sorted(pids, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1):
-        pid = pids[name]
-        if not _alive(pid):
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        if stop_group(pids[name], timeout=60):
             killed.append(name)
-            time.sleep(1)
-    left = [name for name, pid in pids.items() if _alive(pid)]
+    left = [name for name, pid in pids.items() if group_members(pid)]
     if left:
         raise StackError(f"still running after SIGKILL: {left}")
     PIDS.unlink()

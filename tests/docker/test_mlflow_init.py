@@ -10,7 +10,6 @@ elsewhere is refused, and that the server accepts the Host header the pipeline s
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from jobs.tools.processes import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = PROJECT_ROOT / "docker" / "mlflow" / "create_experiment.py"
@@ -34,12 +35,6 @@ def _compose_mlflow() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "docker" / "compose.yaml").read_text())["services"][
         "mlflow"
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, host: str | None = None) -> int:
@@ -58,7 +53,7 @@ def server(tmp_path_factory):
     """(tracking URI, artifact destination folder) of a server running compose's command."""
     root = tmp_path_factory.mktemp("mlflow-server")
     destination = root / "artifacts"
-    port = _free_port()
+    port = free_port()
     service = _compose_mlflow()
     command = service["command"]
     assert command[:2] == ["mlflow", "server"]

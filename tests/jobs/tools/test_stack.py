@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from jobs.tools.processes import free_port, group_members
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAY = date(2015, 9, 18)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_run(api, run_id: str, seconds: float) -> dict:
@@ -37,11 +33,11 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
 
     for key in ("AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(stack, "AIRFLOW_PORT", _free_port())
-    monkeypatch.setattr(stack, "MLFLOW_PORT", _free_port())
+    monkeypatch.setattr(stack, "AIRFLOW_PORT", free_port())
+    monkeypatch.setattr(stack, "MLFLOW_PORT", free_port())
     monkeypatch.setattr(stack, "STATE", tmp_path / "stack")
     monkeypatch.setattr(stack, "PIDS", tmp_path / "stack" / "pids.json")
-    endpoint = f"http://127.0.0.1:{_free_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     config = write_overlay(endpoint, "stack", "schedule:\n  end_date: 2015-09-18\n")
 
     pids = stack.up(config, scale=0.003, seed=42, last_day=DAY, days=1)
@@ -84,7 +80,7 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
         stack.down()
 
     assert not (tmp_path / "stack" / "pids.json").exists()
-    assert not any(stack._alive(pid) for pid in pids.values())
+    assert not any(group_members(pid) for pid in pids.values())
     for port in (stack.AIRFLOW_PORT, stack.MLFLOW_PORT):  # nothing listens any more
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2)

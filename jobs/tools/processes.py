@@ -1,0 +1,65 @@
+"""Background processes the tools start: free ports, and stopping a whole process group.
+
+Each service is started with `start_new_session=True`, so its PID is also its process group and
+stopping the group ends everything it spawned (executors, LocalExecutor workers, JVMs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group `pgid`, from /proc."""
+    reap(pgid)
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def stop_group(pgid: int, timeout: float) -> bool:
+    """SIGTERM process group `pgid`, wait up to `timeout` s, then SIGKILL what is left.
+
+    Returns True if SIGKILL was needed.
+    """
+    killed = False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not group_members(pgid):
+            break
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        killed = sig == signal.SIGKILL
+        deadline = time.monotonic() + wait
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    reap(pgid)
+    return killed
+
+
+def reap(pid: int) -> None:
+    """Collect `pid` if it is our own exited child (else init does, and this is a no-op)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
