@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.core.cli import parse_stage_args
+from jobs.core.config import TrainConfig
 from jobs.core.model import AlsRecommender, rank_by_popularity
 from jobs.core.paths import Lake, partition_digest, read_partition, trace_lineage
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
@@ -99,23 +100,17 @@ def main(argv: list[str] | None = None) -> int:
                 "git_commit": git_commit(),
                 "config_hash": cfg.fingerprint(),
                 "stage": "train",
+                "engine": cfg.train.engine,
             }
         )
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.json")
-        params, trials = search(
-            events,
-            pd.Timestamp(split["validation_cutoff"]),
-            cfg.train,
-            cfg.tune,
-            cfg.export.exclude_seen_event_types,
-            on_trial=_log_trial,
-        )
+        params, trials = _tuned_params(cfg, events, pd.Timestamp(split["validation_cutoff"]))
         interactions = interactions_for(events, params, as_of=cutoff)
         if interactions.empty:
             raise EmptyTrainingSetError(f"no training interactions in {train_path}")
         data = confidence_matrix(interactions, params)
         started = time.perf_counter()
-        als = fit_als(data, params)
+        als = _fit(data, params, cfg)
         fit_seconds = time.perf_counter() - started
         recommender = AlsRecommender(
             als, data.visitor_ids, data.item_ids, rank_by_popularity(interactions)[:10_000]
@@ -161,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_name": cfg.mlflow.model_name,
             "model_version": version,
             "model_uri": f"models:/{cfg.mlflow.model_name}/{version}",
+            "engine": params.engine,
             "events": len(events),
             "visitors": len(data.visitor_ids),
             "items": len(data.item_ids),
@@ -180,6 +176,35 @@ def main(argv: list[str] | None = None) -> int:
     lake.write_stage_report(run_date, "train", report)
     log.info("train %s: %s", run_date, json.dumps(report, default=str))
     return 0
+
+
+def _tuned_params(
+    cfg, events: pd.DataFrame, validation_cutoff: pd.Timestamp
+) -> tuple[TrainConfig, list[TrialResult]]:
+    """The parameters to fit and the tuning trials behind them. The spark_mllib engine fits the
+    configured parameters as they are: a search of Spark fits would cost a full fit per trial."""
+    if cfg.train.engine == "spark_mllib":
+        if cfg.tune.trials > 1:
+            log.info("train.engine spark_mllib: no tuning, fitting train.* as configured")
+        return cfg.train, []
+    return search(
+        events,
+        validation_cutoff,
+        cfg.train,
+        cfg.tune,
+        cfg.export.exclude_seen_event_types,
+        on_trial=_log_trial,
+    )
+
+
+def _fit(data, params: TrainConfig, cfg):
+    """ALS on the configured engine: implicit in this process, or MLlib on the job's Spark."""
+    if params.engine == "implicit":
+        return fit_als(data, params)
+    from jobs.core.mllib import fit_mllib_als
+    from jobs.core.spark import get_spark
+
+    return fit_mllib_als(data, params, get_spark("train-mllib", cfg))
 
 
 def _log_trial(trial: TrialResult) -> None:

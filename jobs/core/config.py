@@ -245,6 +245,11 @@ class TrainConfig(_Section):
     num_threads: int = Field(2, ge=0)
     # implicit's CUDA ALS instead of the CPU one; fails clearly where CUDA is missing.
     use_gpu: bool = False
+    # "spark_mllib": Spark MLlib's ALS on the job's Spark (local or a cluster) for matrices beyond
+    # one machine; same matrix and parameters, no tuning (jobs/core/mllib.py). `mllib_blocks`:
+    # its user and item blocks (parallelism of the fit).
+    engine: Literal["implicit", "spark_mllib"] = "implicit"
+    mllib_blocks: int = Field(10, gt=0)
     event_weights: dict[str, float]
     # Interactions: each event's weight halves every `half_life_days` before the cutoff (None: no
     # decay), and repeated events saturate at about `saturation` (None: plain sum).
@@ -260,6 +265,12 @@ class TrainConfig(_Section):
     @classmethod
     def _known_event_types(cls, weights: dict[str, float]) -> dict[str, float]:
         return _check_event_weights(weights)
+
+    @model_validator(mode="after")
+    def _gpu_is_implicit(self) -> TrainConfig:
+        if self.use_gpu and self.engine != "implicit":
+            raise ValueError("train.use_gpu applies to the implicit engine only")
+        return self
 
 
 def _check_event_weights(weights: dict) -> dict:

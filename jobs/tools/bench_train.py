@@ -75,6 +75,11 @@ def bare_fit(data: InteractionMatrix, params: TrainConfig) -> float:
     return time.perf_counter() - started
 
 
+def matrix_shape(matrix) -> dict:
+    """Visitors, items and non-zeros of a confidence matrix, for the figures."""
+    return {"visitors": matrix.shape[0], "items": matrix.shape[1], "nnz": int(matrix.nnz)}
+
+
 def blas_threads() -> list[dict]:
     """The BLAS libraries loaded in this process and the threads each will use."""
     from threadpoolctl import threadpool_info
@@ -165,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": params.model_dump(mode="json"),
         "repeat": opts["repeat"],
         "events": len(events),
-        "matrix": {
-            "visitors": data.matrix.shape[0],
-            "items": data.matrix.shape[1],
-            "nnz": int(data.matrix.nnz),
-        },
+        "matrix": matrix_shape(data.matrix),
         "num_threads": params.num_threads or os.cpu_count(),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "blas_threads": blas_threads(),
