@@ -47,6 +47,16 @@ up: install  ## start Airflow, MLflow and S3 on 127.0.0.1 (synthetic shop landed
 down:  ## stop every process `make up` started, by PID
 	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.stack down; fi
 
+.PHONY: chromium
+chromium:  ## Debian's Chromium for the browser checks (installed with apt-get when missing, as root)
+	@command -v chromium >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null || { echo "The browser test needs Chromium: apt-get install chromium (Debian), then retry." >&2; exit 1; }; \
+	  apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium >/dev/null; }; }
+
+.PHONY: screenshots
+screenshots: install chromium  ## look at the running stack (make up) in headless Chromium; PNGs in .local/stack/screenshots
+	$(VENV)/bin/python -m jobs.tools.browse --config $(CONFIG)
+
 .PHONY: spark-up
 spark-up: install  ## start a Spark standalone master + worker on 127.0.0.1:7077 and package the jobs for --py-files
 	$(VENV)/bin/python -m jobs.tools.cluster up --workdir .local/spark-cluster
@@ -57,7 +67,7 @@ spark-down:  ## stop the Spark cluster started by spark-up
 	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.cluster down --workdir .local/spark-cluster; fi
 
 .PHONY: test
-test: install  ## lint, then the whole test suite (unit, DAG, end to end)
+test: install chromium  ## lint, then the whole test suite (unit, DAG, end to end, browser)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

@@ -1,5 +1,6 @@
 """`make up` / `make down` for real: the local stack comes up, runs the DAG for a date triggered
-through Airflow's REST API (LocalExecutor, scheduler, api-server), and stops with nothing left."""
+through Airflow's REST API (LocalExecutor, scheduler, api-server), is looked at in headless
+Chromium (Airflow's runs, MLflow's experiment and champion), and stops with nothing left."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.core.config import load_config
 from jobs.tools.processes import free_port, group_members
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -29,7 +31,7 @@ def _wait_for_run(api, run_id: str, seconds: float) -> dict:
 
 
 def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overlay, monkeypatch):
-    from jobs.tools import stack
+    from jobs.tools import browse, stack
 
     for key in ("AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER"):
         monkeypatch.delenv(key, raising=False)
@@ -76,6 +78,24 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
         )
         summary = json.loads(xcom["value"]) if isinstance(xcom["value"], str) else xcom["value"]
         assert summary["gate"] == "promoted" and summary["users_exported"] > 0
+
+        # Seen in a browser: headless Chromium signs in and checks the Airflow and MLflow pages.
+        shots = browse.capture(
+            f"http://127.0.0.1:{stack.AIRFLOW_PORT}",
+            f"http://127.0.0.1:{stack.MLFLOW_PORT}",
+            tmp_path / "screenshots",
+            (stack.USER, stack.PASSWORD),
+            load_config(config).mlflow.experiment,
+            load_config(config).mlflow.model_name,
+        )
+        assert sorted(shots) == [
+            "airflow-dags",
+            "airflow-runs",
+            "mlflow-experiment",
+            "mlflow-model",
+        ]
+        for path in shots.values():
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         stack.down()
 
