@@ -24,8 +24,16 @@ USER, ITEM, RATING = "user", "item", "rating"
 
 
 def matrix_frame(data: InteractionMatrix) -> pd.DataFrame:
-    """The CSR's non-zeros as (user, item, rating) rows: positions in the id mappings."""
+    """The CSR's positive entries as (user, item, rating) rows: positions in the id mappings.
+
+    bm25 gives an entry weight <= 0 where its item's document frequency reaches the number of
+    visitors (only on tiny matrices). MLlib would read such a rating as "not preferred" without
+    counting it in the row's regularization, so a row of only such entries makes its normal
+    equations singular; implicit gives a zero entry no weight. They are left out.
+    """
     coo = data.matrix.tocoo()
+    positive = coo.data > 0
+    coo.row, coo.col, coo.data = coo.row[positive], coo.col[positive], coo.data[positive]
     order = np.lexsort((coo.col, coo.row))  # sorted: the same input rows on every run
     return pd.DataFrame(
         {
@@ -38,7 +46,7 @@ def matrix_frame(data: InteractionMatrix) -> pd.DataFrame:
 
 def factors_array(frame: pd.DataFrame, size: int, rank: int) -> np.ndarray:
     """MLlib's (id, features) factor rows as a dense float32 array indexed by id; ids MLlib
-    returned no factors for (none are expected: every row and column has a non-zero) stay 0."""
+    returned no factors for (rows or columns with no positive entry) stay 0."""
     factors = np.zeros((size, rank), dtype=np.float32)
     if len(frame):
         factors[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy())

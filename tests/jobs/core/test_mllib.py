@@ -36,11 +36,16 @@ def _two_tastes() -> pd.DataFrame:
 def test_matrix_frame_lists_the_non_zeros_by_position_sorted():
     data = to_matrix(
         pd.DataFrame(
-            {VISITOR_ID: [7, 3, 7], ITEM_ID: [50, 50, 40], INTERACTION_WEIGHT: [2.0, 1.0, 4.0]}
+            {
+                VISITOR_ID: [7, 3, 7, 9],
+                ITEM_ID: [50, 50, 40, 40],
+                INTERACTION_WEIGHT: [2.0, 1.0, 4.0, 0.0],
+            }
         )
     )
+    assert data.matrix.nnz == 4  # the zero is stored, as bm25 leaves its zeros
     frame = matrix_frame(data)
-    # visitors [3, 7] and items [40, 50] in sorted order: positions, not ids.
+    # visitors [3, 7, 9] and items [40, 50] in sorted order: positions, not ids; no zero rating.
     assert frame.to_dict("list") == {
         "user": [0, 1, 1],
         "item": [1, 0, 1],

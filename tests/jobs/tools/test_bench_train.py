@@ -4,7 +4,6 @@ import json
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from jobs.core.paths import Lake
@@ -13,27 +12,6 @@ from jobs.tools.bench_train import main
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 RUN_DATE = date(2015, 9, 18)
 CUTOFF = "2015-09-05T00:00:00+00:00"
-# 3 visitors x 4 items, 6 distinct (visitor, item) pairs.
-EVENTS = [
-    (1, 10, "view", "2015-09-01 10:00"),
-    (1, 10, "cart", "2015-09-01 10:05"),
-    (1, 11, "view", "2015-09-02 09:00"),
-    (2, 11, "purchase", "2015-09-03 12:00"),
-    (2, 12, "view", "2015-09-03 12:30"),
-    (3, 13, "view", "2015-09-04 08:00"),
-    (3, 10, "view", "2015-09-04 08:10"),
-]
-
-
-def _lake(tmp_path: Path) -> Lake:
-    lake = Lake(tmp_path / "lake")
-    events = pd.DataFrame(EVENTS, columns=["visitor_id", "item_id", "event_type", "event_ts"])
-    events["event_ts"] = pd.to_datetime(events["event_ts"], utc=True)
-    partition = lake.partition("splits", "train", RUN_DATE)
-    partition.mkdir(parents=True)
-    events.to_parquet(partition / "part-0.parquet", index=False)
-    lake.write_stage_report(RUN_DATE, "split", {"cutoff": CUTOFF})
-    return lake
 
 
 def _run(lake: Lake, tmp_path: Path, *extra: str) -> dict:
@@ -44,8 +22,8 @@ def _run(lake: Lake, tmp_path: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_without_a_train_report_both_fits_use_the_config_params(tmp_path):
-    result = _run(_lake(tmp_path), tmp_path)
+def test_without_a_train_report_both_fits_use_the_config_params(split_lake, tmp_path):
+    result = _run(split_lake, tmp_path)
 
     assert result["params_source"] == "config train.* (no train report)"
     assert (result["params"]["factors"], result["params"]["iterations"]) == (16, 8)
@@ -60,8 +38,8 @@ def test_without_a_train_report_both_fits_use_the_config_params(tmp_path):
     assert result["machine"]["cores"] >= 1
 
 
-def test_the_params_the_train_stage_chose_are_used_by_default(tmp_path):
-    lake = _lake(tmp_path)
+def test_the_params_the_train_stage_chose_are_used_by_default(split_lake, tmp_path):
+    lake = split_lake
     tuned = {
         "factors": 4,
         "regularization": 0.1,
@@ -70,6 +48,8 @@ def test_the_params_the_train_stage_chose_are_used_by_default(tmp_path):
         "random_state": 7,
         "num_threads": 1,
         "use_gpu": False,
+        "engine": "implicit",
+        "mllib_blocks": 10,
         "event_weights": {"view": 1.0, "cart": 4.0, "purchase": 8.0},
         "half_life_days": 7.0,  # decay needs the split's cutoff
         "saturation": None,
@@ -88,8 +68,8 @@ def test_the_params_the_train_stage_chose_are_used_by_default(tmp_path):
     assert result["seconds_per_iteration"]["bare_fit"] > 0
 
 
-def test_params_config_ignores_the_train_report(tmp_path):
-    lake = _lake(tmp_path)
+def test_params_config_ignores_the_train_report(split_lake, tmp_path):
+    lake = split_lake
     lake.write_stage_report(RUN_DATE, "train", {"params": {"factors": 4}})  # not even valid
 
     result = _run(lake, tmp_path, "--params", "config")
@@ -106,6 +86,6 @@ def test_a_missing_training_split_is_a_named_error(tmp_path):
         _run(lake, tmp_path)
 
 
-def test_repeat_must_be_positive(tmp_path):
+def test_repeat_must_be_positive(split_lake, tmp_path):
     with pytest.raises(ValueError, match="--repeat"):
-        _run(_lake(tmp_path), tmp_path, "--repeat", "0")
+        _run(split_lake, tmp_path, "--repeat", "0")

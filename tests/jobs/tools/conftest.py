@@ -1,0 +1,35 @@
+"""A tiny lake with a training split, for the benchmark tools' tests."""
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs.core.paths import Lake
+
+RUN_DATE = date(2015, 9, 18)
+CUTOFF = "2015-09-05T00:00:00+00:00"
+# 3 visitors x 4 items, 6 distinct (visitor, item) pairs.
+EVENTS = [
+    (1, 10, "view", "2015-09-01 10:00"),
+    (1, 10, "cart", "2015-09-01 10:05"),
+    (1, 11, "view", "2015-09-02 09:00"),
+    (2, 11, "purchase", "2015-09-03 12:00"),
+    (2, 12, "view", "2015-09-03 12:30"),
+    (3, 13, "view", "2015-09-04 08:00"),
+    (3, 10, "view", "2015-09-04 08:10"),
+]
+
+
+@pytest.fixture()
+def split_lake(tmp_path: Path) -> Lake:
+    """A lake whose splits/train for RUN_DATE holds EVENTS, with the split report's cutoff."""
+    lake = Lake(tmp_path / "lake")
+    events = pd.DataFrame(EVENTS, columns=["visitor_id", "item_id", "event_type", "event_ts"])
+    events["event_ts"] = pd.to_datetime(events["event_ts"], utc=True)
+    partition = lake.partition("splits", "train", RUN_DATE)
+    partition.mkdir(parents=True)
+    events.to_parquet(partition / "part-0.parquet", index=False)
+    lake.write_stage_report(RUN_DATE, "split", {"cutoff": CUTOFF})
+    return lake
