@@ -45,6 +45,8 @@ CRON = os.environ.get("RECS_SCHEDULE_CRON", "@daily")
 TIMEZONE = os.environ.get("RECS_SCHEDULE_TIMEZONE", "UTC")
 START = pendulum.parse(os.environ.get("RECS_SCHEDULE_START_DATE", "2015-05-03"), tz=TIMEZONE)
 END = os.environ.get("RECS_SCHEDULE_END_DATE") or None
+# On a cluster, the jobs package zipped for the executors (`python -m jobs.tools.cluster package`).
+PY_FILES = os.environ.get("RECS_SPARK_PY_FILES") or None
 STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
 GATED_EXIT_CODE = 99  # jobs/gate.py exits with it when the challenger is not promoted
 
@@ -55,6 +57,7 @@ def _spark_stage(name: str) -> SparkSubmitOperator:
         application=str(PROJECT / "jobs" / f"{name}.py"),
         application_args=STAGE_ARGS,
         conn_id="spark_default",
+        py_files=PY_FILES,
         name=f"nightly-recs-{name}",
     )
 

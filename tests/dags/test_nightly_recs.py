@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "nightly_recs"
 ORDER = ["ingest", "clean", "validate", "split", "train", "evaluate", "gate", "export", "summarize"]
 
@@ -30,3 +33,14 @@ def test_schedule_and_operating_defaults(dagbag):
     # A gated challenger skips `gate`; the export must still republish the champion.
     assert dag.get_task("export").trigger_rule == "none_failed"
     assert dag.get_task("gate").skip_on_exit_code == [99]
+
+
+def test_spark_tasks_ship_the_jobs_zip_when_one_is_configured(dagbag, monkeypatch, tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    assert {t.py_files for t in dagbag.dags[DAG_ID].tasks if hasattr(t, "py_files")} == {None}
+    monkeypatch.setenv("RECS_SPARK_PY_FILES", str(tmp_path / "jobs.zip"))
+    dag = DagBag(dag_folder=str(DAGS)).dags[DAG_ID]  # parsed again, with the variable set
+    shipped = {t.task_id: t.py_files for t in dag.tasks if hasattr(t, "py_files")}
+    zipped = str(tmp_path / "jobs.zip")
+    assert shipped == dict.fromkeys(["ingest", "clean", "validate", "split"], zipped)
