@@ -47,6 +47,10 @@ up: install  ## start Airflow, MLflow and S3 on 127.0.0.1 (synthetic shop landed
 down:  ## stop every process `make up` started, by PID
 	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.stack down; fi
 
+.PHONY: status
+status:  ## the running stack's services: processes and resident memory
+	@$(VENV)/bin/python -m jobs.tools.stack status
+
 .PHONY: chromium
 chromium:  ## Debian's Chromium for the browser checks (installed with apt-get when missing, as root)
 	@command -v chromium >/dev/null || { \

@@ -38,6 +38,19 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every live process in group `pgid`, summed, in MB (from /proc)."""
+    total_kb = 0
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError):  # the process ended while we looked
+            status = Path(f"/proc/{pid}/status").read_text()
+            total_kb += next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")),
+                0,
+            )
+    return round(total_kb / 1024, 1)
+
+
 def stop_group(pgid: int, timeout: float) -> bool:
     """SIGTERM process group `pgid`, wait up to `timeout` s, then SIGKILL what is left.
 

@@ -8,6 +8,7 @@ group, waits until each answers, and prints the URLs and how to log in. PIDs go 
 grace period) and checks that none is left.
 
     python -m jobs.tools.stack up --config configs/local.yaml
+    python -m jobs.tools.stack status   # each service's processes and resident memory
     python -m jobs.tools.stack down
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from jobs.core.config import Config, load_config
 from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
-from jobs.tools.processes import group_members, stop_group
+from jobs.tools.processes import group_members, group_rss_mb, stop_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 STATE = PROJECT / ".local" / "stack"
@@ -223,9 +224,19 @@ def down() -> list[str]:
     return killed
 
 
+def status() -> dict[str, dict]:
+    """Each service of the running stack: PID, live processes, resident memory (MB)."""
+    if not PIDS.exists():
+        return {}
+    return {
+        name: {"pid": pid, "processes": len(group_members(pid)), "rss_mb": group_rss_mb(pid)}
+        for name, pid in json.loads(PIDS.read_text()).items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--config", type=Path, default=PROJECT / "configs" / "local.yaml")
     parser.add_argument("--scale", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=42)
@@ -236,6 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "down":
         down()
+        return 0
+    if args.action == "status":
+        services = status()
+        for name, figures in services.items():
+            print(
+                f"{name:14} pid {figures['pid']:>7}  processes {figures['processes']:>3}  "
+                f"rss {figures['rss_mb']:>8.1f} MB"
+            )
+        total = sum(f["rss_mb"] for f in services.values())
+        print(f"{'total':14} rss {total:.1f} MB" if services else "[status] not running")
         return 0
     up(args.config.resolve(), args.scale, args.seed, args.last_day, args.days)
     return 0

@@ -4,6 +4,8 @@ A tiny generated shop is landed once; then ingest (history day and the day), cle
 split run through spark-submit twice, changing only --master: once against a master + worker on
 127.0.0.1 (the code shipped to the executors as jobs.zip with --py-files, driver in client mode),
 once on local[1]. Each run has its own lake and reports; the tables and stage reports must match.
+On the cluster's lake, train then fits with the spark_mllib engine on the cluster, and evaluate
+scores that model above popularity.
 """
 
 from __future__ import annotations
@@ -151,3 +153,32 @@ def test_the_spark_stages_give_the_same_results_on_the_cluster_as_on_local(
         assert _report(cluster, stage, run_date) == _report(local, stage, run_date), stage
     validation = _report(cluster, "validate", DAY)
     assert validation["success"] and validation["rows_validated"]["silver_events"] > 0
+
+    # Training beyond one machine: train and evaluate as the DAG runs them (Python tasks), with
+    # the spark_mllib engine fitting on the cluster's executors.
+    overlay = tmp_path / "mllib.yaml"
+    overlay.write_text(f"""
+extends: {tmp_path / "cluster.yaml"}
+train:
+  engine: spark_mllib
+  mllib_blocks: 2
+spark:
+  master: {spark_cluster.master_url}
+  conf:
+    spark.executor.memory: 1g
+    spark.cores.max: "1"
+""")
+    for stage in ("train", "evaluate"):
+        command = [sys.executable, "-m", f"jobs.{stage}", "--run-date", str(DAY)]
+        done = subprocess.run(
+            [*command, "--config", str(overlay)],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"{stage}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    trained = _report(cluster, "train", DAY)
+    assert trained["engine"] == "spark_mllib" and trained["tuning"] == []
+    evaluated = _report(cluster, "evaluate", DAY)
+    assert evaluated["challenger"]["ndcg_at_10"] > evaluated["popularity"]["ndcg_at_10"]

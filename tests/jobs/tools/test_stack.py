@@ -52,6 +52,9 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
             "dag-processor",
             "triggerer",
         }
+        services = stack.status()
+        assert sorted(services) == sorted(pids)
+        assert all(s["processes"] >= 1 and s["rss_mb"] > 0 for s in services.values()), services
         health = stack.airflow_health()
         assert health["scheduler"]["status"] == "healthy", health
         # The end date keeps the scheduler from starting runs of its own once unpaused.
