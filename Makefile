@@ -86,6 +86,11 @@ bench: install  ## time every stage up to evaluate on a generated shop (scale 1)
 	  --lake .local/bench/scale-$(BENCH_SCALE)/lake --repeat 3 \
 	  --out docs/benchmarks/train-scale$(BENCH_SCALE).json
 
+.PHONY: bench-mllib
+bench-mllib: install  ## after make bench: implicit vs Spark MLlib ALS on the same split (slow: ~1 h at scale 1)
+	$(VENV)/bin/python -m jobs.tools.bench_mllib --config $(CONFIG) --run-date 2015-09-18 \
+	  --lake .local/bench/scale-$(BENCH_SCALE)/lake --out docs/benchmarks/mllib-scale$(BENCH_SCALE).json
+
 .PHONY: lint
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

@@ -7,10 +7,11 @@ process (the Spark ones with their own session, so JVM start is counted):
     ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
     split, train (with tuning), evaluate
 
-and times each one. Throughput is rows handled per wall second. The bot audit compares what
-clean removed with the generator's ground truth; the quality table is every model's main
-metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after validate.
-Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
+and measures each one: wall seconds, CPU seconds (the process and its JVM) and peak resident
+memory of its largest process. Throughput is rows handled per wall second. The bot audit
+compares what clean removed with the generator's ground truth; the quality table is every
+model's main metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after
+validate. Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
 
     python -m jobs.tools.bench --scale 1 --out docs/benchmarks/stages-scale1.json
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from jobs.core.config import load_config
 from jobs.core.paths import Lake
 from jobs.tools.land import land
+from jobs.tools.processes import group_usage
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -52,14 +54,50 @@ def machine() -> dict:
     }
 
 
-def _timed(cmd: list[str], env: dict, log: Path) -> float:
+def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
+    """Run `cmd` to completion in its own process group: wall seconds, CPU seconds and peak
+    resident memory of the whole group (the stage's Python and the JVM it starts, which Python
+    never waits for, so the kernel's accounting of children alone would miss it).
+
+    The group is sampled from /proc every `every` seconds until no member is left: CPU is the
+    sum of each process's last reading (or the kernel's figure for the command and the children
+    it waited for, when larger), peak memory the largest summed RSS seen (or the largest single
+    process's peak, when larger). A process living less than `every` may be missed.
+    """
     started = time.perf_counter()
+    cpu: dict[int, float] = {}
+    peak_rss = 0
     with log.open("w") as out:
-        done = subprocess.run(cmd, env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline, waited = None, None
+        while True:
+            usage = group_usage(proc.pid)
+            for pid, (seconds, _) in usage.items():
+                cpu[pid] = max(cpu.get(pid, 0.0), seconds)
+            peak_rss = max(peak_rss, sum(rss for _, rss in usage.values()))
+            if waited is None:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode, waited = os.waitstatus_to_exitcode(status), rusage
+                    deadline = time.monotonic() + 60  # let its JVM finish exiting
+            if waited is not None and (not usage or time.monotonic() > deadline):
+                break
+            time.sleep(every)
     seconds = time.perf_counter() - started
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); see {log}")
-    return round(seconds, 1)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(max(sum(cpu.values()), waited.ru_utime + waited.ru_stime), 1),
+        "peak_rss_mb": round(max(peak_rss / 1024**2, waited.ru_maxrss / 1024), 1),
+    }
 
 
 def _stage(name: str, run_date: date, config: Path) -> list[str]:
@@ -90,19 +128,17 @@ def run(
     history = run_date - timedelta(days=1)
     generate = [sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw)]
     generate += ["--scale", str(scale), "--seed", str(seed)]
-    figures: dict = {"generate": {"seconds": _timed(generate, env, logs / "generate.log")}}
+    figures: dict = {"generate": measured(generate, env, logs / "generate.log")}
     land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
 
     for label, day in (("ingest_history", history), ("ingest_day", run_date)):
-        seconds = _timed(_stage("ingest", day, config), env, logs / f"{label}.log")
-        report = lake.read_stage_report(day, "ingest")
-        figures[label] = {"seconds": seconds, "rows": report["raw_rows"]}
-    seconds = _timed(_stage("clean", run_date, config), env, logs / "clean.log")
-    report = lake.read_stage_report(run_date, "clean")
-    figures["clean"] = {"seconds": seconds, "rows": report["rows_in"]}
-    seconds = _timed(_stage("validate", run_date, config), env, logs / "validate.log")
+        figures[label] = measured(_stage("ingest", day, config), env, logs / f"{label}.log")
+        figures[label]["rows"] = lake.read_stage_report(day, "ingest")["raw_rows"]
+    figures["clean"] = measured(_stage("clean", run_date, config), env, logs / "clean.log")
+    figures["clean"]["rows"] = lake.read_stage_report(run_date, "clean")["rows_in"]
+    figures["validate"] = measured(_stage("validate", run_date, config), env, logs / "validate.log")
     report = lake.read_stage_report(run_date, "validate")
-    figures["validate"] = {"seconds": seconds, "rows": sum(report["rows_validated"].values())}
+    figures["validate"]["rows"] = sum(report["rows_validated"].values())
     for figure in figures.values():
         if "rows" in figure:
             figure["rows_per_second"] = round(figure["rows"] / figure["seconds"])
@@ -111,15 +147,13 @@ def run(
     audit = [sys.executable, "-m", "jobs.tools.bot_audit", "--run-date", run_date.isoformat()]
     audit += ["--config", str(config), "--ground-truth", str(cfg.paths.raw / "ground_truth")]
     audit += ["--out", str(audit_out)]
-    figures["bot_audit"] = {"seconds": _timed(audit, env, logs / "bot_audit.log")}
+    figures["bot_audit"] = measured(audit, env, logs / "bot_audit.log")
     figures["bot_audit"]["result"] = json.loads(audit_out.read_text())
     if not models:
         return figures
 
     for name in ("split", "train", "evaluate"):
-        figures[name] = {
-            "seconds": _timed(_stage(name, run_date, config), env, logs / f"{name}.log")
-        }
+        figures[name] = measured(_stage(name, run_date, config), env, logs / f"{name}.log")
     trained = lake.read_stage_report(run_date, "train")
     figures["train"]["params"] = trained["params"]
     figures["train"]["tuning"] = trained["tuning"]
@@ -148,18 +182,17 @@ def quality_table(evaluation: dict) -> dict[str, dict]:
 
 def render(result: dict) -> str:
     rows = [
-        "| stage | wall | rows | rows/s |",
-        "|---|---|---|---|",
+        "| stage | wall | CPU | peak RSS | rows | rows/s |",
+        "|---|---|---|---|---|---|",
     ]
     quality = result["stages"].get("evaluate", {}).get("quality")
     for name, figure in result["stages"].items():
+        cells = f"| {name} | {figure['seconds']} s | {figure.get('cpu_seconds', '')} s | "
+        cells += f"{figure.get('peak_rss_mb', '')} MB |"
         if "rows" in figure:
-            rows.append(
-                f"| {name} | {figure['seconds']} s | {figure['rows']:,} | "
-                f"{figure['rows_per_second']:,} |"
-            )
+            rows.append(f"{cells} {figure['rows']:,} | {figure['rows_per_second']:,} |")
         else:
-            rows.append(f"| {name} | {figure['seconds']} s | | |")
+            rows.append(f"{cells} | |")
     if quality:
         rows += ["", "| model | " + " | ".join(QUALITY_METRICS) + " |"]
         rows.append("|---|" + "---:|" * len(QUALITY_METRICS))

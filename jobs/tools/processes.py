@@ -23,9 +23,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group `pgid`, from /proc."""
-    reap(pgid)
+def group_members(pgid: int, reap_leader: bool = True) -> list[int]:
+    """Live (not zombie) processes in process group `pgid`, from /proc. The leader, when it is
+    our exited child, is reaped first unless `reap_leader` is false (the caller waits for it)."""
+    if reap_leader:
+        reap(pgid)
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -36,6 +38,19 @@ def group_members(pgid: int) -> list[int]:
         if group == pgid and state != "Z":
             members.append(int(stat.parent.name))
     return members
+
+
+def group_usage(pgid: int) -> dict[int, tuple[float, int]]:
+    """{pid: (CPU seconds so far, resident bytes)} of every live process in group `pgid`; the
+    leader is left for the caller to wait for (and collect its rusage)."""
+    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    usage = {}
+    for pid in group_members(pgid, reap_leader=False):
+        with contextlib.suppress(OSError, IndexError):  # it ended while we looked
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            # after the command: state(3) ... utime(14) stime(15) ... rss(24), 1-based
+            usage[pid] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[21]) * page)
+    return usage
 
 
 def group_rss_mb(pgid: int) -> float:
