@@ -32,7 +32,7 @@ from pathlib import Path
 from jobs.core.config import load_config
 from jobs.core.paths import Lake
 from jobs.tools.land import land
-from jobs.tools.processes import group_usage
+from jobs.tools.processes import group_usage, start_group
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -67,29 +67,21 @@ def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
     started = time.perf_counter()
     cpu: dict[int, float] = {}
     peak_rss = 0
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=PROJECT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline, waited = None, None
-        while True:
-            usage = group_usage(proc.pid)
-            for pid, (seconds, _) in usage.items():
-                cpu[pid] = max(cpu.get(pid, 0.0), seconds)
-            peak_rss = max(peak_rss, sum(rss for _, rss in usage.values()))
-            if waited is None:
-                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    proc.returncode, waited = os.waitstatus_to_exitcode(status), rusage
-                    deadline = time.monotonic() + 60  # let its JVM finish exiting
-            if waited is not None and (not usage or time.monotonic() > deadline):
-                break
-            time.sleep(every)
+    proc = start_group(cmd, env, PROJECT, log)
+    deadline, waited = None, None
+    while True:
+        usage = group_usage(proc.pid)
+        for pid, (seconds, _) in usage.items():
+            cpu[pid] = max(cpu.get(pid, 0.0), seconds)
+        peak_rss = max(peak_rss, sum(rss for _, rss in usage.values()))
+        if waited is None:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode, waited = os.waitstatus_to_exitcode(status), rusage
+                deadline = time.monotonic() + 60  # let its JVM finish exiting
+        if waited is not None and (not usage or time.monotonic() > deadline):
+            break
+        time.sleep(every)
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")

@@ -30,7 +30,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from jobs.tools.processes import HOST, free_port, group_members, stop_group
+from jobs.tools.processes import HOST, free_port, group_members, start_group, stop_group
 
 STATE_FILE = "cluster.json"
 DEFAULT_WORKDIR = Path(".local/spark-cluster")
@@ -182,17 +182,8 @@ def daemon_env() -> dict[str, str]:
 
 def _launch(main_class: str, args: list[str], log: Path) -> subprocess.Popen:
     spark_class = spark_home() / "bin" / "spark-class"
-    with log.open("ab") as out:
-        # spark-class execs java, so the PID is the JVM's; a new session makes it a group leader.
-        return subprocess.Popen(
-            [str(spark_class), main_class, *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=daemon_env(),
-            cwd=log.parent,
-            start_new_session=True,
-        )
+    # spark-class execs java, so the PID is the JVM's, leader of its own process group.
+    return start_group([str(spark_class), main_class, *args], daemon_env(), log.parent, log, "ab")
 
 
 def _wait_for_worker(cluster: Cluster, procs, timeout: float) -> None:

@@ -16,6 +16,23 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+def start_group(cmd: list[str], env: dict, cwd: Path, log: Path, mode: str = "w"):
+    """Start `cmd` as the leader of a new process group (its PID is the group's id), output to
+    `log`, no stdin. Stop it, and all it spawned, with `stop_group`."""
+    import subprocess
+
+    with log.open(mode) as out:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from jobs.core.config import Config, load_config
 from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
-from jobs.tools.processes import group_members, group_rss_mb, stop_group
+from jobs.tools.processes import group_members, group_rss_mb, start_group, stop_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 STATE = PROJECT / ".local" / "stack"
@@ -169,16 +169,7 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, cmd in commands(cfg, config_path).items():
-            log = logs / f"stack-{name}.log"
-            with log.open("w") as out:
-                procs[name] = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    cwd=PROJECT,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            procs[name] = start_group(cmd, env, PROJECT, logs / f"stack-{name}.log")
             pids[name] = procs[name].pid
             PIDS.write_text(json.dumps(pids, indent=2))
         s3_log = logs / "stack-s3.log"
