@@ -77,10 +77,11 @@ test: install chromium  ## lint, then the whole test suite (unit, DAG, end to en
 
 # make bench runs at scale 1 unless SCALE is given on the command line (make bench SCALE=0.2).
 BENCH_SCALE := $(if $(filter command line,$(origin SCALE)),$(SCALE),1)
+REPEAT ?= 1
 
 .PHONY: bench
 bench: install  ## time every stage up to evaluate on a generated shop (scale 1): bots, quality, train vs bare implicit
-	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) \
+	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) --repeat $(REPEAT) \
 	  --out docs/benchmarks/stages-scale$(BENCH_SCALE).json
 	$(VENV)/bin/python -m jobs.tools.bench_train --config $(CONFIG) --run-date 2015-09-18 \
 	  --lake .local/bench/scale-$(BENCH_SCALE)/lake --repeat 3 \

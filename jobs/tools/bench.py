@@ -7,11 +7,12 @@ process (the Spark ones with their own session, so JVM start is counted):
     ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
     split, train (with tuning), evaluate
 
-and measures each one: wall seconds, CPU seconds (the process and its JVM) and peak resident
-memory of its largest process. Throughput is rows handled per wall second. The bot audit
-compares what clean removed with the generator's ground truth; the quality table is every
-model's main metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after
-validate. Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
+and measures each one: wall seconds, CPU seconds and peak resident memory of its whole process
+group (the stage's Python and its JVM); with --repeat N each stage runs N times in a row and
+the medians are reported. Throughput is rows handled per wall second. The bot audit compares
+what clean removed with the generator's ground truth; the quality table is every model's main
+metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after validate.
+Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
 
     python -m jobs.tools.bench --scale 1 --out docs/benchmarks/stages-scale1.json
 """
@@ -23,6 +24,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +94,14 @@ def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
     }
 
 
+def repeated(cmd: list[str], env: dict, log: Path, repeat: int) -> dict:
+    """`measured` `repeat` times in a row (every stage rewrites its own outputs, so each run does
+    the same work): the median of each figure, and every run's figures under `runs`."""
+    runs = [measured(cmd, env, log.with_suffix(f".{i}.log")) for i in range(repeat)]
+    medians = {key: round(statistics.median(run[key] for run in runs), 1) for key in runs[0]}
+    return {**medians, "runs": runs} if repeat > 1 else medians
+
+
 def _stage(name: str, run_date: date, config: Path) -> list[str]:
     return [sys.executable, "-m", f"jobs.{name}", "--run-date", run_date.isoformat()] + [
         "--config",
@@ -100,7 +110,13 @@ def _stage(name: str, run_date: date, config: Path) -> list[str]:
 
 
 def run(
-    scale: float, seed: int, run_date: date, config: Path, workdir: Path, models: bool = True
+    scale: float,
+    seed: int,
+    run_date: date,
+    config: Path,
+    workdir: Path,
+    models: bool = True,
+    repeat: int = 1,
 ) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -124,11 +140,12 @@ def run(
     land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
 
     for label, day in (("ingest_history", history), ("ingest_day", run_date)):
-        figures[label] = measured(_stage("ingest", day, config), env, logs / f"{label}.log")
+        figures[label] = repeated(_stage("ingest", day, config), env, logs / label, repeat)
         figures[label]["rows"] = lake.read_stage_report(day, "ingest")["raw_rows"]
-    figures["clean"] = measured(_stage("clean", run_date, config), env, logs / "clean.log")
+    figures["clean"] = repeated(_stage("clean", run_date, config), env, logs / "clean", repeat)
     figures["clean"]["rows"] = lake.read_stage_report(run_date, "clean")["rows_in"]
-    figures["validate"] = measured(_stage("validate", run_date, config), env, logs / "validate.log")
+    validate = _stage("validate", run_date, config)
+    figures["validate"] = repeated(validate, env, logs / "validate", repeat)
     report = lake.read_stage_report(run_date, "validate")
     figures["validate"]["rows"] = sum(report["rows_validated"].values())
     for figure in figures.values():
@@ -145,7 +162,7 @@ def run(
         return figures
 
     for name in ("split", "train", "evaluate"):
-        figures[name] = measured(_stage(name, run_date, config), env, logs / f"{name}.log")
+        figures[name] = repeated(_stage(name, run_date, config), env, logs / name, repeat)
     trained = lake.read_stage_report(run_date, "train")
     figures["train"]["params"] = trained["params"]
     figures["train"]["tuning"] = trained["tuning"]
@@ -203,15 +220,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
     parser.add_argument("--data-only", action="store_true", help="stop after validate")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each stage (medians)")
     args = parser.parse_args(argv)
     workdir = args.workdir or PROJECT / ".local" / "bench" / f"scale-{args.scale:g}"
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     stages = run(
-        args.scale, args.seed, args.date, args.config.resolve(), workdir, not args.data_only
+        args.scale,
+        args.seed,
+        args.date,
+        args.config.resolve(),
+        workdir,
+        not args.data_only,
+        args.repeat,
     )
     result = {
         "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
         "scale": args.scale,
         "seed": args.seed,
+        "repeat": args.repeat,
         "run_date": args.date.isoformat(),
         "config": str(args.config),
         "machine": machine(),

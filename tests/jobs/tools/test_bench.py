@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from jobs.tools.bench import measured
+from jobs.tools.bench import measured, repeated
 
 # Holds 200 MB for a moment and burns CPU in a grandchild, so both show in the parent's figures.
 CHILD = """
@@ -39,3 +39,21 @@ def test_a_process_the_command_never_waits_for_is_counted_too(tmp_path):
 def test_a_failing_command_names_its_log(tmp_path):
     with pytest.raises(RuntimeError, match="failed \\(3\\); see .*log"):
         measured([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path / "log")
+
+
+def test_repeated_runs_the_command_each_time_and_reports_medians(tmp_path):
+    counter = tmp_path / "count"
+    bump = f"from pathlib import Path; p = Path({str(counter)!r}); "
+    bump += "p.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1')"
+
+    figures = repeated([sys.executable, "-c", bump], {}, tmp_path / "stage", 3)
+
+    assert counter.read_text() == "3"
+    assert len(figures["runs"]) == 3
+    for key in ("seconds", "cpu_seconds", "peak_rss_mb"):
+        assert figures[key] == sorted(run[key] for run in figures["runs"])[1]
+    assert sorted(p.name for p in tmp_path.glob("stage.*.log")) == [
+        "stage.0.log",
+        "stage.1.log",
+        "stage.2.log",
+    ]
