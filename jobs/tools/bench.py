@@ -5,7 +5,7 @@ lands it as daily arrivals from --date, then runs each stage the way the DAG doe
 process (the Spark ones with their own session, so JVM start is counted):
 
     ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
-    split, train (with tuning), evaluate
+    split, train (with tuning), evaluate, gate, export (to a local S3 endpoint), summarize
 
 and measures each one: wall seconds, CPU seconds and peak resident memory of its whole process
 group (the stage's Python and its JVM); with --repeat N each stage runs N times in a row and
@@ -33,8 +33,11 @@ from pathlib import Path
 
 from jobs.core.config import load_config
 from jobs.core.paths import Lake
+from jobs.gate import GATED_EXIT_CODE
+from jobs.tools.demo import s3_endpoint
 from jobs.tools.land import land
-from jobs.tools.processes import group_usage, start_group
+from jobs.tools.processes import free_port, group_usage, start_group
+from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +59,9 @@ def machine() -> dict:
     }
 
 
-def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
+def measured(
+    cmd: list[str], env: dict, log: Path, every: float = 0.2, ok: tuple[int, ...] = (0,)
+) -> dict:
     """Run `cmd` to completion in its own process group: wall seconds, CPU seconds and peak
     resident memory of the whole group (the stage's Python and the JVM it starts, which Python
     never waits for, so the kernel's accounting of children alone would miss it).
@@ -85,7 +90,7 @@ def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
             break
         time.sleep(every)
     seconds = time.perf_counter() - started
-    if proc.returncode:
+    if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
     return {
         "seconds": round(seconds, 1),
@@ -94,10 +99,10 @@ def measured(cmd: list[str], env: dict, log: Path, every: float = 0.2) -> dict:
     }
 
 
-def repeated(cmd: list[str], env: dict, log: Path, repeat: int) -> dict:
+def repeated(cmd: list[str], env: dict, log: Path, repeat: int, **kwargs) -> dict:
     """`measured` `repeat` times in a row (every stage rewrites its own outputs, so each run does
     the same work): the median of each figure, and every run's figures under `runs`."""
-    runs = [measured(cmd, env, log.with_suffix(f".{i}.log")) for i in range(repeat)]
+    runs = [measured(cmd, env, log.with_suffix(f".{i}.log"), **kwargs) for i in range(repeat)]
     medians = {key: round(statistics.median(run[key] for run in runs), 1) for key in runs[0]}
     return {**medians, "runs": runs} if repeat > 1 else medians
 
@@ -129,6 +134,9 @@ def run(
         "RECS__PATHS__REPORTS": str(workdir / "reports"),
         "RECS__MLFLOW__TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "RECS__MLFLOW__ARTIFACT_ROOT": str(workdir / "mlflow-artifacts"),
+        # Its own S3 endpoint, on a free port: a running `make up` keeps its own.
+        "RECS__STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        **LOCAL_CREDENTIALS,
     }
     cfg = load_config(config, environ=env)
     lake, logs = Lake(cfg.paths.lake), workdir / "logs"
@@ -163,6 +171,16 @@ def run(
 
     for name in ("split", "train", "evaluate"):
         figures[name] = repeated(_stage(name, run_date, config), env, logs / name, repeat)
+    with s3_endpoint(config, logs / "s3.log", env):
+        gate = _stage("gate", run_date, config)
+        figures["gate"] = repeated(gate, env, logs / "gate", repeat, ok=(0, GATED_EXIT_CODE))
+        export = _stage("export", run_date, config) + ["--run-id", "bench"]
+        figures["export"] = repeated(export, env, logs / "export", repeat)
+        summarize = _stage("summarize", run_date, config)
+        figures["summarize"] = repeated(summarize, env, logs / "summarize", 1)
+    exported = lake.read_stage_report(run_date, "export")
+    figures["export"]["users"] = exported["recommendations"]["users"]
+    figures["nightly"] = nightly_totals(figures)
     trained = lake.read_stage_report(run_date, "train")
     figures["train"]["params"] = trained["params"]
     figures["train"]["tuning"] = trained["tuning"]
@@ -172,6 +190,25 @@ def run(
     figures["evaluate"]["share_of_oracle_ndcg_at_10"] = evaluation["share_of_oracle_ndcg_at_10"]
     figures["evaluate"]["visitors"] = evaluation["visitors"]
     return figures
+
+
+# What the DAG runs every night (the history load and the bench's own steps are not part of it).
+NIGHTLY = ("ingest_day", "clean", "validate", "split", "train", "evaluate", "gate", "export")
+NIGHTLY += ("summarize",)
+
+
+def nightly_totals(figures: dict) -> dict:
+    """The nightly run as one: wall and CPU seconds summed over its stages, the largest peak
+    memory, and CPU seconds per 1,000 users exported (multiply by a CPU-second's price)."""
+    stages = [figures[name] for name in NIGHTLY if name in figures]
+    cpu = sum(f["cpu_seconds"] for f in stages)
+    users = figures.get("export", {}).get("users")
+    return {
+        "seconds": round(sum(f["seconds"] for f in stages), 1),
+        "cpu_seconds": round(cpu, 1),
+        "peak_rss_mb": max(f["peak_rss_mb"] for f in stages),
+        "cpu_seconds_per_1000_users": round(cpu / users * 1000, 3) if users else None,
+    }
 
 
 QUALITY_METRICS = ("ndcg_at_10", "recall_at_20", "precision_at_10", "map_at_10", "mrr_at_10")
@@ -202,6 +239,15 @@ def render(result: dict) -> str:
             rows.append(f"{cells} {figure['rows']:,} | {figure['rows_per_second']:,} |")
         else:
             rows.append(f"{cells} | |")
+    nightly = result["stages"].get("nightly")
+    if nightly and nightly["cpu_seconds_per_1000_users"] is not None:
+        rows += [
+            "",
+            f"Nightly run ({', '.join(NIGHTLY)}): {nightly['seconds']} s wall, "
+            f"{nightly['cpu_seconds']} CPU s, peak {nightly['peak_rss_mb']} MB; "
+            f"**{nightly['cpu_seconds_per_1000_users']} CPU s per 1,000 users exported** "
+            f"({result['stages']['export']['users']:,} users).",
+        ]
     if quality:
         rows += ["", "| model | " + " | ".join(QUALITY_METRICS) + " |"]
         rows.append("|---|" + "---:|" * len(QUALITY_METRICS))

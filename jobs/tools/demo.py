@@ -56,7 +56,7 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
 
 
 @contextmanager
-def s3_endpoint(config_path: Path, log_path: Path):
+def s3_endpoint(config_path: Path, log_path: Path, env: dict[str, str] | None = None):
     """Run the local S3 endpoint for the duration of the block; SIGTERM saves its objects."""
     log = log_path.open("w")
     proc = subprocess.Popen(
@@ -64,6 +64,7 @@ def s3_endpoint(config_path: Path, log_path: Path):
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=PROJECT,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 60
