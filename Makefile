@@ -80,12 +80,9 @@ BENCH_SCALE := $(if $(filter command line,$(origin SCALE)),$(SCALE),1)
 REPEAT ?= 1
 
 .PHONY: bench
-bench: install  ## time every stage up to evaluate on a generated shop (scale 1): bots, quality, train vs bare implicit
+bench: install  ## the nightly run end to end on a generated shop (SCALE=1, REPEAT=1): per-stage time, CPU, memory; vs bare implicit
 	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) --repeat $(REPEAT) \
 	  --out docs/benchmarks/stages-scale$(BENCH_SCALE).json
-	$(VENV)/bin/python -m jobs.tools.bench_train --config $(CONFIG) --run-date 2015-09-18 \
-	  --lake .local/bench/scale-$(BENCH_SCALE)/lake --repeat 3 \
-	  --out docs/benchmarks/train-scale$(BENCH_SCALE).json
 
 .PHONY: bench-mllib
 bench-mllib: install  ## after make bench: implicit vs Spark MLlib ALS on the same split (slow: ~1 h at scale 1)

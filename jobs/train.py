@@ -26,7 +26,7 @@ import pandas as pd
 
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import TrainConfig
-from jobs.core.model import AlsRecommender, rank_by_popularity
+from jobs.core.model import AlsRecommender, candidate_pool, rank_by_popularity
 from jobs.core.paths import Lake, partition_digest, read_partition, trace_lineage
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 from jobs.core.tuning import (
@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         als = _fit(data, params, cfg)
         fit_seconds = time.perf_counter() - started
+        popular = rank_by_popularity(interactions)
         recommender = AlsRecommender(
-            als, data.visitor_ids, data.item_ids, rank_by_popularity(interactions)[:10_000]
+            als, data.visitor_ids, data.item_ids, popular[:10_000], candidate_pool(popular, params)
         )
         mlflow.log_params(
             {

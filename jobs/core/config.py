@@ -250,6 +250,10 @@ class TrainConfig(_Section):
     # its user and item blocks (parallelism of the fit).
     engine: Literal["implicit", "spark_mllib"] = "implicit"
     mllib_blocks: int = Field(10, gt=0)
+    # Lists are drawn from the `candidate_items` most popular items of the training window
+    # (None: every item the model knows). A fixed pool keeps scoring (export, evaluate, tuning)
+    # linear in visitors as the catalog grows; evaluate measures what the pool costs in quality.
+    candidate_items: int | None = Field(None, gt=0)
     event_weights: dict[str, float]
     # Interactions: each event's weight halves every `half_life_days` before the cutoff (None: no
     # decay), and repeated events saturate at about `saturation` (None: plain sum).

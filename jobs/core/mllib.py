@@ -53,18 +53,18 @@ def factors_array(frame: pd.DataFrame, size: int, rank: int) -> np.ndarray:
     return factors
 
 
-def fit_mllib_als(data: InteractionMatrix, params: TrainConfig, spark):
-    """Fit `pyspark.ml.recommendation.ALS` on the confidence matrix; an implicit CPU ALS model
-    carrying the learned factors (so `AlsRecommender` serves it like any other)."""
+def fit_mllib(data: InteractionMatrix, params: TrainConfig, spark):
+    """Fit `pyspark.ml.recommendation.ALS` on the confidence matrix: the Spark ALSModel, whose
+    user and item ids are positions in the matrix."""
     from pyspark.ml.recommendation import ALS
 
-    from jobs.core.tuning import EmptyTrainingSetError, make_als
+    from jobs.core.tuning import EmptyTrainingSetError
 
     if data.matrix.nnz == 0:
         raise EmptyTrainingSetError("the interaction matrix is empty")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     ratings = spark.createDataFrame(matrix_frame(data))
-    fitted = ALS(
+    return ALS(
         rank=params.factors,
         maxIter=params.iterations,
         regParam=params.regularization,
@@ -77,8 +77,20 @@ def fit_mllib_als(data: InteractionMatrix, params: TrainConfig, spark):
         numUserBlocks=params.mllib_blocks,
         numItemBlocks=params.mllib_blocks,
     ).fit(ratings)
+
+
+def fit_mllib_als(data: InteractionMatrix, params: TrainConfig, spark):
+    """`fit_mllib`, its factors in an implicit model (so `AlsRecommender` serves it like any
+    other)."""
+    return as_implicit(fit_mllib(data, params, spark), data, params)
+
+
+def as_implicit(fitted, data: InteractionMatrix, params: TrainConfig):
+    """An implicit CPU ALS model, unfitted, carrying a Spark ALSModel's factors."""
+    from jobs.core.tuning import make_als
+
     users, items = data.matrix.shape
-    model = make_als(params)  # implicit's CPU ALS, unfitted: it only carries the factors
+    model = make_als(params)
     model.user_factors = factors_array(fitted.userFactors.toPandas(), users, params.factors)
     model.item_factors = factors_array(fitted.itemFactors.toPandas(), items, params.factors)
     return model

@@ -126,6 +126,13 @@ def rank_by_popularity(interactions: pd.DataFrame) -> np.ndarray:
     return totals[ITEM_ID].to_numpy(dtype=np.int64)
 
 
+def candidate_pool(popular: np.ndarray, params) -> np.ndarray | None:
+    """The item ids lists are drawn from: the first `params.candidate_items` of `popular` (item
+    ids, most popular first), or None (every item) when unset."""
+    size = params.candidate_items
+    return None if size is None else np.asarray(popular[:size], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Fallback:
     """Items for lists a model cannot fill, in order of preference.
@@ -291,12 +298,22 @@ class AlsRecommender:
     name = "als"
 
     def __init__(
-        self, model, visitor_ids: np.ndarray, item_ids: np.ndarray, popular_items: np.ndarray
+        self,
+        model,
+        visitor_ids: np.ndarray,
+        item_ids: np.ndarray,
+        popular_items: np.ndarray,
+        candidates: np.ndarray | None = None,
     ):
+        """candidates: the item ids lists are drawn from (None: every item the model knows);
+        ranking a fixed pool keeps scoring linear in visitors as the catalog grows."""
         self.model = model
         self.visitor_ids = np.asarray(visitor_ids, dtype=np.int64)
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.popular_items = np.asarray(popular_items, dtype=np.int64)
+        self.candidates = None
+        if candidates is not None:
+            self.candidates = np.unique(self._item_positions(np.asarray(candidates)))
 
     def recommend(
         self,
@@ -313,10 +330,13 @@ class AlsRecommender:
         warm = visitor_ids[known]
         rows = _index_of(self.visitor_ids, warm)
         excluded = _exclusion_matrix(exclude, warm, self.item_ids)
-        filter_items = self._item_positions(unavailable)
-        n_model = min(n, len(self.item_ids))
-        ids, scores = self.model.recommend(
-            rows, excluded, N=n_model, filter_already_liked_items=True, filter_items=filter_items
+        ids, scores = self._top(
+            self.model.recommend,
+            rows,
+            n,
+            unavailable,
+            user_items=excluded,
+            filter_already_liked_items=True,
         )
         ok = scores > _FILTERED_SCORE
         user_pos, rank_pos = np.nonzero(ok)
@@ -351,13 +371,9 @@ class AlsRecommender:
         item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
         rows = _index_of(self.item_ids, item_ids)
         known = item_ids[rows >= 0]
-        filter_items = self._item_positions(unavailable)
         als = _empty_lists()
         if len(known):
-            n_model = min(m + 1, len(self.item_ids))
-            ids, scores = self.model.similar_items(
-                rows[rows >= 0], N=n_model, filter_items=filter_items
-            )
+            ids, scores = self._top(self.model.similar_items, rows[rows >= 0], m + 1, unavailable)
             neighbour = self.item_ids[ids]
             ok = (scores > _FILTERED_SCORE) & (neighbour != known[:, None])
             rank = np.cumsum(ok, axis=1)
@@ -392,6 +408,21 @@ class AlsRecommender:
             columns={VISITOR_ID: ITEM_ID}
         )[[ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]]
 
+    def _top(self, query, rows: np.ndarray, n: int, unavailable: np.ndarray | None, **kwargs):
+        """implicit's top-`n` `query` (recommend or similar_items) for model rows `rows`, over
+        the candidate pool (or every item) minus the unavailable items: (ids, scores)."""
+        filtered = self._item_positions(unavailable)
+        if self.candidates is None:
+            pool_size, options = len(self.item_ids), {"filter_items": filtered}
+        else:
+            pool = self.candidates
+            if filtered is not None:
+                pool = np.setdiff1d(pool, filtered, assume_unique=True)
+            pool_size, options = len(pool), {"items": pool}
+        if pool_size == 0:
+            return np.empty((len(rows), 0), dtype=np.int64), np.empty((len(rows), 0))
+        return query(rows, N=min(n, pool_size), **kwargs, **options)
+
     def _item_positions(self, item_ids: np.ndarray | None) -> np.ndarray | None:
         """Model columns of the given items (unknown ones dropped), for implicit's filter_items."""
         if item_ids is None or len(item_ids) == 0:
@@ -405,12 +436,15 @@ class AlsRecommender:
         np.save(directory / "visitor_ids.npy", self.visitor_ids)
         np.save(directory / "item_ids.npy", self.item_ids)
         np.save(directory / "popular_items.npy", self.popular_items)
+        if self.candidates is not None:
+            np.save(directory / "candidates.npy", self.item_ids[self.candidates])
         (directory / "meta.json").write_text(
             json.dumps(
                 {
                     "factors": int(self.model.factors),
                     "visitors": len(self.visitor_ids),
                     "items": len(self.item_ids),
+                    "candidates": None if self.candidates is None else len(self.candidates),
                 }
             )
         )
@@ -420,11 +454,13 @@ class AlsRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
 
         directory = Path(directory)
+        candidates = directory / "candidates.npy"
         return cls(
             AlternatingLeastSquares.load(str(directory / "als.npz")),
             np.load(directory / "visitor_ids.npy"),
             np.load(directory / "item_ids.npy"),
             np.load(directory / "popular_items.npy"),
+            np.load(candidates) if candidates.exists() else None,
         )
 
 

@@ -23,7 +23,14 @@ import pandas as pd
 
 from jobs.core.config import TrainConfig, TuneConfig
 from jobs.core.metrics import ranking_metrics
-from jobs.core.model import AlsRecommender, InteractionMatrix, build_interactions, to_matrix
+from jobs.core.model import (
+    AlsRecommender,
+    InteractionMatrix,
+    build_interactions,
+    candidate_pool,
+    rank_by_popularity,
+    to_matrix,
+)
 from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 
 
@@ -168,17 +175,19 @@ def run_trial(
 ) -> TrialResult:
     """Fit `params` on `fit_events`, scoring NDCG@k on `truth` every `eval_every` iterations."""
     result = TrialResult(number=number, params=params)
-    data = confidence_matrix(interactions_for(fit_events, params, as_of), params)
+    interactions = interactions_for(fit_events, params, as_of)
+    data = confidence_matrix(interactions, params)
     visitors = truth[VISITOR_ID].unique()
     metric = f"ndcg_at_{tune.k}"
     model = make_als(params)
+    candidates = candidate_pool(rank_by_popularity(interactions), params)
     started = time.perf_counter()
 
     def score(iteration: int, _seconds: float, _loss) -> None:
         done = iteration + 1
         if done % tune.eval_every and done != params.iterations:
             return
-        recommender = AlsRecommender(model, data.visitor_ids, data.item_ids, [])
+        recommender = AlsRecommender(model, data.visitor_ids, data.item_ids, [], candidates)
         lists = recommender.recommend(visitors, tune.k, exclude=exclude)
         value = ranking_metrics(lists, truth, (tune.k,))[metric]
         result.curve.append((done, value))

@@ -181,6 +181,7 @@ def run(
     exported = lake.read_stage_report(run_date, "export")
     figures["export"]["users"] = exported["recommendations"]["users"]
     figures["nightly"] = nightly_totals(figures)
+    figures["vs_bare_implicit"] = side_by_side(run_date, config, env, workdir, repeat)
     trained = lake.read_stage_report(run_date, "train")
     figures["train"]["params"] = trained["params"]
     figures["train"]["tuning"] = trained["tuning"]
@@ -191,6 +192,26 @@ def run(
     figures["evaluate"]["visitors"] = evaluation["visitors"]
     return figures
 
+
+def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat: int) -> dict:
+    """The train and export steps against bare implicit on this run's lake and champion, each
+    pair alternating in one process (jobs.tools.bench_train, jobs.tools.bench_export)."""
+    figures = {}
+    for name, args in (
+        ("train", ["--run-date", run_date.isoformat()]),
+        ("export", ["--date", run_date.isoformat(), "--users", str(EXPORT_SAMPLE)]),
+    ):
+        out = workdir / f"vs_bare_{name}.json"
+        cmd = [sys.executable, "-m", f"jobs.tools.bench_{name}", "--config", str(config), *args]
+        cmd += ["--repeat", str(max(repeat, 1)), "--out", str(out)]
+        with (workdir / "logs" / f"vs_bare_{name}.log").open("w") as log:
+            subprocess.run(cmd, env=env, cwd=PROJECT, stdout=log, stderr=log, check=True)
+        figures[name] = json.loads(out.read_text())
+    return figures
+
+
+# Visitors the export side by side scores (an evenly spaced sample of those the model knows).
+EXPORT_SAMPLE = 150_000
 
 # What the DAG runs every night (the history load and the bench's own steps are not part of it).
 NIGHTLY = ("ingest_day", "clean", "validate", "split", "train", "evaluate", "gate", "export")
@@ -247,6 +268,17 @@ def render(result: dict) -> str:
             f"{nightly['cpu_seconds']} CPU s, peak {nightly['peak_rss_mb']} MB; "
             f"**{nightly['cpu_seconds_per_1000_users']} CPU s per 1,000 users exported** "
             f"({result['stages']['export']['users']:,} users).",
+        ]
+    versus = result["stages"].get("vs_bare_implicit")
+    if versus:
+        train, export = versus["train"], versus["export"]
+        rows += [
+            "",
+            f"Train fit vs bare implicit fit: {train['median_s']['pipeline_fit']:.1f} s vs "
+            f"{train['median_s']['bare_fit']:.1f} s, **ratio {train['ratio']}** (goal <= 1.15).",
+            f"Export vs bare implicit recommend ({export['warm_users']:,} visitors): "
+            f"{export['pipeline_users_per_s']:,} vs {export['bare_users_per_s']:,} visitors/s, "
+            f"**ratio {export['throughput_ratio']}** (goal >= 0.8).",
         ]
     if quality:
         rows += ["", "| model | " + " | ".join(QUALITY_METRICS) + " |"]

@@ -7,9 +7,9 @@ unavailable items:
 - bare: implicit's ``recommend`` on a CSR of purchases, nothing else (no fallback, no files);
 - pipeline: jobs.export.write_recommendations, i.e. score + filter + fallback + Parquet/JSONL.
 
-The throughput ratio is pipeline users/s over bare users/s (goal >= 0.8). Then the whole export
-stage (`python -m jobs.export`, all visitors plus similar items, published to a local S3
-endpoint) runs in a child process for its wall time and peak memory (max RSS).
+Both rank the model's candidate pool (`train.candidate_items`) when it has one. The throughput
+ratio is pipeline users/s over bare users/s (goal >= 0.8). `make bench` runs it after the export
+stage, on the bench's own lake and MLflow (python -m jobs.tools.bench times the whole stage).
 
     python -m jobs.tools.bench_export --config configs/local.yaml --date 2015-09-18 --repeat 3
 """
@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
@@ -34,7 +30,6 @@ import scipy.sparse as sp
 from jobs.core.config import load_config
 from jobs.core.paths import Lake
 from jobs.export import load_inputs, write_recommendations
-from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 
 def bare_implicit(recommender, users: np.ndarray, n: int, exclude, blocked: np.ndarray) -> float:
@@ -53,58 +48,13 @@ def bare_implicit(recommender, users: np.ndarray, n: int, exclude, blocked: np.n
         shape=(len(users), len(known_items)),
     )
     filter_items = np.searchsorted(known_items, blocked[np.isin(blocked, known_items)])
+    if recommender.candidates is None:
+        pool = {"filter_items": filter_items}
+    else:
+        pool = {"items": np.setdiff1d(recommender.candidates, filter_items)}
     started = time.perf_counter()
-    recommender.model.recommend(
-        rows, csr, N=n, filter_already_liked_items=True, filter_items=filter_items
-    )
+    recommender.model.recommend(rows, csr, N=n, filter_already_liked_items=True, **pool)
     return time.perf_counter() - started
-
-
-def export_stage(config: Path, run_date: date, endpoint: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GB) of `python -m jobs.export` in a child process."""
-    env = {**os.environ, "RECS__STORAGE__ENDPOINT_URL": endpoint, **LOCAL_CREDENTIALS}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.export",
-            "--run-date",
-            run_date.isoformat(),
-            "--config",
-            str(config),
-            "--run-id",
-            "bench",
-        ],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far; this is the only child that large.
-    return wall, max(peak_kb, before) / 1024**2
-
-
-def _run_stage(cfg, config: Path, run_date: date) -> tuple[float, float]:
-    """The export stage against a throwaway local S3 endpoint."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    for key, value in LOCAL_CREDENTIALS.items():
-        os.environ.setdefault(key, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name=cfg.storage.region).create_bucket(
-            Bucket=cfg.storage.bucket
-        )
-        return export_stage(config, run_date, endpoint)
-    finally:
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,11 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="side by side on an evenly spaced sample of this many known users",
-    )
-    parser.add_argument(
-        "--skip-stage",
-        action="store_true",
-        help="skip the full export stage run (wall time and peak memory)",
     )
     parser.add_argument("--out", default="docs/benchmarks/export.json")
     args = parser.parse_args(argv)
@@ -153,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             )
             pipeline.append(time.perf_counter() - started)
 
-    stage_wall, stage_peak_gb = (
-        (None, None) if args.skip_stage else _run_stage(cfg, config, args.date)
-    )
     bare_s, pipe_s = statistics.median(bare), statistics.median(pipeline)
     result = {
         "date": args.date.isoformat(),
@@ -170,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_s": round(pipe_s, 2),
         "pipeline_users_per_s": round(len(warm) / pipe_s),
         "throughput_ratio": round(bare_s / pipe_s, 3),
-        "export_stage_wall_s": stage_wall and round(stage_wall, 1),
-        "export_stage_peak_rss_gb": stage_peak_gb and round(stage_peak_gb, 2),
-        "export_stage_cpu_note": "all visitors + similar items for every catalog item + upload",
+        "bare_runs_s": [round(x, 2) for x in bare],
+        "pipeline_runs_s": [round(x, 2) for x in pipeline],
+        "candidate_items": None if rec.candidates is None else len(rec.candidates),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -293,3 +293,34 @@ def test_build_interactions_bad_options_are_named():
         )
     with pytest.raises(ValueError, match="saturation must be positive"):
         build_interactions(events, WEIGHTS, saturation=0.0)
+
+
+def test_candidate_pool_restricts_model_lists_and_survives_save(als, tmp_path):
+    model, inter = als
+    pool = np.array([0, 1, 2, 3, 10, 11, 12, 999])  # 999: unknown to the model, ignored
+    pooled = AlsRecommender(model.model, model.visitor_ids, model.item_ids, [], pool)
+    bought = pd.DataFrame({"visitor_id": [0], "item_id": [1]})
+    recs = pooled.recommend(np.array([0, 25]), 5, exclude=bought, unavailable=np.array([2]))
+    by_model = recs[recs["source"] == "als"]
+    # Visitor 0 may get 0 and 3 (1 bought, 2 unavailable) from its own group, then 10-12.
+    assert set(by_model["item_id"]) <= {0, 3, 10, 11, 12}
+    assert set(by_model.loc[by_model["visitor_id"] == 0, "item_id"].head(2)) == {0, 3}
+    assert by_model.loc[by_model["visitor_id"] == 25, "item_id"].head(3).ge(10).all()
+    # Same scores as ranking every item, for the items both rank.
+    full = model.recommend(np.array([25]), 20)
+    merged = by_model[by_model["visitor_id"] == 25].merge(full, on=["visitor_id", "item_id"])
+    np.testing.assert_allclose(merged["score_x"], merged["score_y"], rtol=1e-5)
+    no_categories = pd.DataFrame({"item_id": [], "category_id": []}, dtype=np.int64)
+    sims = pooled.similar_items(np.array([0]), 3, Fallback(np.array([5])), no_categories)
+    assert set(sims.loc[sims["source"] == "als", "similar_item_id"]) <= {1, 2, 3, 10, 11, 12}
+    pooled.save(tmp_path / "m")
+    again = AlsRecommender.load(tmp_path / "m")
+    assert again.item_ids[again.candidates].tolist() == [0, 1, 2, 3, 10, 11, 12]
+    pd.testing.assert_frame_equal(
+        again.recommend(np.array([0, 25]), 5), pooled.recommend(np.array([0, 25]), 5)
+    )
+    # A pool emptied by unavailability leaves the lists to the fallback.
+    gone = pooled.recommend(
+        np.array([0]), 3, unavailable=pool, fallback=Fallback(np.array([5, 6, 7]))
+    )
+    assert gone["item_id"].tolist() == [5, 6, 7] and set(gone["source"]) == {"popular"}

@@ -45,7 +45,8 @@ def test_both_engines_fit_one_matrix_and_are_scored_on_warm_test_visitors(split_
     assert result["test_visitors"] == 2  # visitors 1 and 2; 9 is cold
     assert sorted(result["engines"]) == ["implicit", "spark_mllib"]
     for figures in result["engines"].values():
-        assert figures["fit_s"] > 0
+        assert figures["fit_s"] > 0 and figures["recommend_all_s"] > 0
         assert 0 <= figures["ndcg_at_10"] <= 1 and 0 <= figures["recall_at_20"] <= 1
     assert result["spark"]["jvm_blas"] and result["spark"]["jvm_lapack"]
     assert "| spark_mllib |" in done.stdout
+    assert result["end_to_end_ratio"] > 0
