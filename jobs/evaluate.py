@@ -40,13 +40,20 @@ from jobs.core.metrics import (
     ranking_metrics,
     segment_visitors,
 )
-from jobs.core.model import PopularityRecommender, build_interactions, rank_by_popularity
+from jobs.core.model import (
+    AlsRecommender,
+    PopularityRecommender,
+    build_interactions,
+    rank_by_popularity,
+)
 from jobs.core.paths import read_partition
 from jobs.core.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
 
 log = logging.getLogger("evaluate")
 
 GROUPS = ("all", "warm", "cold")
+# The challenger ranking every item it knows, scored beside it when it ranks a candidate pool.
+ALL_ITEMS = "challenger_every_item"
 
 
 def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -166,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
 
     init_tracking(cfg)
     models = {"challenger": load_recommender(trained["model_uri"])}
+    challenger = models["challenger"]
+    pooled = challenger.candidates
+    if pooled is not None:  # what ranking only the candidate pool costs in quality
+        models[ALL_ITEMS] = AlsRecommender(
+            challenger.model, challenger.visitor_ids, challenger.item_ids, challenger.popular_items
+        )
     models.update(baseline_models(cfg, train, cutoff))
     champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
     if champion is not None:
@@ -204,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         "baselines": {m: results[m] for m in ("popularity", *cfg.evaluate.baselines)},
         "oracle": results.get("oracle"),
         "share_of_oracle_ndcg_at_10": _share(results, "challenger", "oracle"),
+        "candidate_pool": None
+        if pooled is None
+        else {"items": len(pooled), "challenger_ranking_every_item": results[ALL_ITEMS]},
         "exposure_by_popularity_decile": exposure,
         "recommend_seconds": seconds,
         "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},

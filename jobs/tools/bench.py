@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -178,6 +179,8 @@ def run(
         figures["export"] = repeated(export, env, logs / "export", repeat)
         summarize = _stage("summarize", run_date, config)
         figures["summarize"] = repeated(summarize, env, logs / "summarize", 1)
+    for name in SPARK_STAGES:
+        figures[name]["spark_startup_s"] = spark_startup(logs, name)
     exported = lake.read_stage_report(run_date, "export")
     figures["export"]["users"] = exported["recommendations"]["users"]
     figures["nightly"] = nightly_totals(figures)
@@ -210,6 +213,17 @@ def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat:
     return figures
 
 
+SPARK_STAGES = ("ingest_history", "ingest_day", "clean", "validate", "split")
+
+
+def spark_startup(logs: Path, name: str) -> float | None:
+    """Seconds from process start to a ready Spark session in stage `name`'s first run, from
+    the line jobs.core.spark logs (Python imports, JVM start, session)."""
+    pattern = re.compile(r"spark session ready: [\d.]+ s to start, ([\d.]+) s after")
+    found = pattern.search((logs / f"{name}.0.log").read_text())
+    return float(found.group(1)) if found else None
+
+
 # Visitors the export side by side scores (an evenly spaced sample of those the model knows).
 EXPORT_SAMPLE = 150_000
 
@@ -224,11 +238,14 @@ def nightly_totals(figures: dict) -> dict:
     stages = [figures[name] for name in NIGHTLY if name in figures]
     cpu = sum(f["cpu_seconds"] for f in stages)
     users = figures.get("export", {}).get("users")
+    startup = [f["spark_startup_s"] for f in stages if f.get("spark_startup_s") is not None]
     return {
         "seconds": round(sum(f["seconds"] for f in stages), 1),
         "cpu_seconds": round(cpu, 1),
         "peak_rss_mb": max(f["peak_rss_mb"] for f in stages),
         "cpu_seconds_per_1000_users": round(cpu / users * 1000, 3) if users else None,
+        "spark_startup_s": round(sum(startup), 1),
+        "spark_sessions": len(startup),
     }
 
 
@@ -267,7 +284,9 @@ def render(result: dict) -> str:
             f"Nightly run ({', '.join(NIGHTLY)}): {nightly['seconds']} s wall, "
             f"{nightly['cpu_seconds']} CPU s, peak {nightly['peak_rss_mb']} MB; "
             f"**{nightly['cpu_seconds_per_1000_users']} CPU s per 1,000 users exported** "
-            f"({result['stages']['export']['users']:,} users).",
+            f"({result['stages']['export']['users']:,} users); start-up of its "
+            f"{nightly['spark_sessions']} Spark sessions (process start to session ready): "
+            f"{nightly['spark_startup_s']} s.",
         ]
     versus = result["stages"].get("vs_bare_implicit")
     if versus:

@@ -105,6 +105,8 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     ).empty
     assert not exported["item_id"].isin(catalog.loc[~catalog["available"], "item_id"]).any()
     assert {"als", "popular"} <= set(exported["source"])
+    # The model's lists come from its candidate pool (configs/test.yaml train.candidate_items).
+    assert exported.loc[exported["source"] == "als", "item_id"].nunique() <= 500
     similar_latest = _get_json(client, "e2e", "nightly/similar_items/latest.json")
     similar = _get_json(client, "e2e", similar_latest["manifest"].removeprefix("s3://e2e/"))
     assert similar["items"] == len(catalog) and similar["rows"] == len(catalog) * 20
@@ -122,6 +124,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     for name in ("recent_popularity", "item_knn", "user_knn", "oracle"):
         assert f"{name}.ndcg_at_10" in metrics, name
     assert metrics["oracle.ndcg_at_10"] >= metrics["ndcg_at_10"]
+    assert "challenger_every_item.ndcg_at_10" in metrics  # what the pool costs, side by side
     assert "challenger.segments.power.ndcg_at_10" in metrics or (
         "challenger.segments.casual.ndcg_at_10" in metrics
     )

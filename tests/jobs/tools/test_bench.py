@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from jobs.core import spark
+from jobs.tools import bench
 from jobs.tools.bench import measured, repeated
 
 # Holds 200 MB for a moment and burns CPU in a grandchild, so both show in the parent's figures.
@@ -57,3 +59,37 @@ def test_repeated_runs_the_command_each_time_and_reports_medians(tmp_path):
         "stage.1.log",
         "stage.2.log",
     ]
+
+
+def test_nightly_totals_sum_the_nightly_stages_only():
+    figures = {
+        "ingest_history": {"seconds": 100.0, "cpu_seconds": 150.0, "peak_rss_mb": 9000.0},
+        "ingest_day": {"seconds": 10.0, "cpu_seconds": 12.0, "peak_rss_mb": 800.0},
+        "clean": {"seconds": 20.0, "cpu_seconds": 30.0, "peak_rss_mb": 1200.0},
+        "train": {"seconds": 60.0, "cpu_seconds": 110.0, "peak_rss_mb": 2500.0},
+        "export": {"seconds": 40.0, "cpu_seconds": 48.0, "peak_rss_mb": 900.0, "users": 2000},
+    }
+    figures["ingest_day"]["spark_startup_s"] = 6.5
+    figures["clean"]["spark_startup_s"] = 7.0
+    figures["ingest_history"]["spark_startup_s"] = 99.0  # the history load is not nightly
+
+    totals = bench.nightly_totals(figures)
+
+    assert totals == {
+        "seconds": 130.0,
+        "cpu_seconds": 200.0,
+        "peak_rss_mb": 2500.0,
+        "cpu_seconds_per_1000_users": 100.0,
+        "spark_startup_s": 13.5,
+        "spark_sessions": 2,
+    }
+
+
+def test_spark_startup_is_read_from_the_stage_log(tmp_path):
+    (tmp_path / "clean.0.log").write_text(
+        "... INFO spark: " + spark.READY_MESSAGE % (4.25, 9.5) + "\n... INFO clean: done\n"
+    )
+    (tmp_path / "split.0.log").write_text("no session here\n")
+
+    assert bench.spark_startup(tmp_path, "clean") == 9.5
+    assert bench.spark_startup(tmp_path, "split") is None
