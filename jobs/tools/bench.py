@@ -123,6 +123,7 @@ def run(
     workdir: Path,
     models: bool = True,
     repeat: int = 1,
+    side_repeat: int = 3,
 ) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -184,7 +185,7 @@ def run(
     exported = lake.read_stage_report(run_date, "export")
     figures["export"]["users"] = exported["recommendations"]["users"]
     figures["nightly"] = nightly_totals(figures)
-    figures["vs_bare_implicit"] = side_by_side(run_date, config, env, workdir, repeat)
+    figures["vs_bare_implicit"] = side_by_side(run_date, config, env, workdir, side_repeat)
     trained = lake.read_stage_report(run_date, "train")
     figures["train"]["params"] = trained["params"]
     figures["train"]["tuning"] = trained["tuning"]
@@ -206,7 +207,7 @@ def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat:
     ):
         out = workdir / f"vs_bare_{name}.json"
         cmd = [sys.executable, "-m", f"jobs.tools.bench_{name}", "--config", str(config), *args]
-        cmd += ["--repeat", str(max(repeat, 1)), "--out", str(out)]
+        cmd += ["--repeat", str(repeat), "--out", str(out)]
         with (workdir / "logs" / f"vs_bare_{name}.log").open("w") as log:
             subprocess.run(cmd, env=env, cwd=PROJECT, stdout=log, stderr=log, check=True)
         figures[name] = json.loads(out.read_text())
@@ -318,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
     parser.add_argument("--data-only", action="store_true", help="stop after validate")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stage (medians)")
+    parser.add_argument(
+        "--side-repeat", type=int, default=3, help="pairs in each side by side with bare implicit"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or PROJECT / ".local" / "bench" / f"scale-{args.scale:g}"
-    if args.repeat < 1:
-        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    if min(args.repeat, args.side_repeat) < 1:
+        parser.error("--repeat and --side-repeat must be at least 1")
     stages = run(
         args.scale,
         args.seed,
@@ -330,12 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir,
         not args.data_only,
         args.repeat,
+        args.side_repeat,
     )
     result = {
         "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
         "scale": args.scale,
         "seed": args.seed,
         "repeat": args.repeat,
+        "side_repeat": args.side_repeat,
         "run_date": args.date.isoformat(),
         "config": str(args.config),
         "machine": machine(),
