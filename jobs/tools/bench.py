@@ -1,7 +1,8 @@
 """Benchmark the pipeline's stages on a generated shop, with the bot and model-quality figures.
 
-Generates the synthetic shop at --scale into a private workspace (.local/bench/scale-<s>/),
-lands it as daily arrivals from --date, then runs each stage the way the DAG does, as its own
+Generates the synthetic shop at --scale (kept in .local/bench/shops/ by scale, seed and generator
+version, so the next run reuses it), lands it as daily arrivals from --date in a private workspace
+(.local/bench/scale-<s>/), then runs each stage the way the DAG does, as its own
 process (the Spark ones with their own session, so JVM start is counted):
 
     ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
@@ -20,6 +21,7 @@ Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -108,6 +110,30 @@ def repeated(cmd: list[str], env: dict, log: Path, repeat: int, **kwargs) -> dic
     return {**medians, "runs": runs} if repeat > 1 else medians
 
 
+def shop_path(scale: float, seed: int) -> Path:
+    """Where the generated shop for (scale, seed) is kept between runs; the generator's source
+    is part of the key, so a changed generator generates afresh."""
+    source = (PROJECT / "jobs" / "generate.py").read_bytes()
+    version = hashlib.sha256(source).hexdigest()[:12]
+    return PROJECT / ".local" / "bench" / "shops" / f"scale-{scale:g}-seed-{seed}-{version}"
+
+
+def generated_shop(shop: Path, scale: float, seed: int, env: dict, logs: Path) -> dict:
+    """Generate the shop into `shop` unless an earlier run completed it there: the generator's
+    figures, or where the cached shop is."""
+    done = shop / "_COMPLETE"
+    if done.is_file():
+        return {"cached": str(shop)}
+    partial = shop.with_name(shop.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    cmd = [sys.executable, "-m", "jobs.generate", "--out", str(partial)]
+    figures = measured(cmd + ["--scale", str(scale), "--seed", str(seed)], env, logs / "gen.log")
+    (partial / "_COMPLETE").write_text(json.dumps(figures) + "\n")
+    shutil.rmtree(shop, ignore_errors=True)
+    partial.rename(shop)
+    return figures
+
+
 def _stage(name: str, run_date: date, config: Path) -> list[str]:
     return [sys.executable, "-m", f"jobs.{name}", "--run-date", run_date.isoformat()] + [
         "--config",
@@ -132,7 +158,7 @@ def run(
         "OPENBLAS_NUM_THREADS": "1",
         "RECS__PATHS__LAKE": str(workdir / "lake"),
         "RECS__PATHS__LANDING": str(workdir / "landing"),
-        "RECS__PATHS__RAW": str(workdir / "raw"),
+        "RECS__PATHS__RAW": str(shop_path(scale, seed)),
         "RECS__PATHS__REPORTS": str(workdir / "reports"),
         "RECS__MLFLOW__TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "RECS__MLFLOW__ARTIFACT_ROOT": str(workdir / "mlflow-artifacts"),
@@ -144,9 +170,7 @@ def run(
     lake, logs = Lake(cfg.paths.lake), workdir / "logs"
     logs.mkdir()
     history = run_date - timedelta(days=1)
-    generate = [sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw)]
-    generate += ["--scale", str(scale), "--seed", str(seed)]
-    figures: dict = {"generate": measured(generate, env, logs / "generate.log")}
+    figures: dict = {"generate": generated_shop(cfg.paths.raw, scale, seed, env, logs)}
     land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
 
     for label, day in (("ingest_history", history), ("ingest_day", run_date)):
@@ -272,6 +296,9 @@ def render(result: dict) -> str:
     ]
     quality = result["stages"].get("evaluate", {}).get("quality")
     for name, figure in result["stages"].items():
+        if "cached" in figure:
+            rows.append(f"| {name} | cached: {figure['cached']} | | | | |")
+            continue
         cells = f"| {name} | {figure['seconds']} s | {figure.get('cpu_seconds', '')} s | "
         cells += f"{figure.get('peak_rss_mb', '')} MB |"
         if "rows" in figure:

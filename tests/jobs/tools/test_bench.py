@@ -1,5 +1,6 @@
 """jobs/tools/bench.py: what a measured command reports (no timings asserted, only accounting)."""
 
+import os
 import sys
 
 import pytest
@@ -93,3 +94,24 @@ def test_spark_startup_is_read_from_the_stage_log(tmp_path):
 
     assert bench.spark_startup(tmp_path, "clean") == 9.5
     assert bench.spark_startup(tmp_path, "split") is None
+
+
+def test_the_generated_shop_is_kept_for_the_next_run(tmp_path):
+    shop = tmp_path / "shops" / "scale-0.001-seed-7-v"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**os.environ}
+
+    first = bench.generated_shop(shop, 0.001, 7, env, logs)
+    events = (shop / "events.csv").read_bytes()
+    second = bench.generated_shop(shop, 0.001, 7, env, logs)
+
+    assert first["seconds"] > 0 and (shop / "_COMPLETE").is_file()
+    assert second == {"cached": str(shop)}
+    assert (shop / "events.csv").read_bytes() == events
+    assert not shop.with_name(shop.name + ".partial").exists()
+
+
+def test_shops_are_kept_apart_by_scale_and_seed():
+    assert bench.shop_path(1, 42) != bench.shop_path(2, 42) != bench.shop_path(2, 7)
+    assert bench.shop_path(1, 42).name.startswith("scale-1-seed-42-")
