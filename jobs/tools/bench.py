@@ -281,6 +281,10 @@ QUALITY_METRICS += ("coverage_at_10", "diversity_at_10", "novelty_at_10")
 def quality_table(evaluation: dict) -> dict[str, dict]:
     """Main metrics per model (warm visitors x warm items), from evaluate's stage report."""
     models = {"challenger": evaluation["challenger"], **evaluation["baselines"]}
+    if evaluation.get("candidate_pool"):
+        models["challenger_every_item"] = evaluation["candidate_pool"][
+            "challenger_ranking_every_item"
+        ]
     if evaluation.get("oracle"):
         models["oracle"] = evaluation["oracle"]
     return {
@@ -296,6 +300,8 @@ def render(result: dict) -> str:
     ]
     quality = result["stages"].get("evaluate", {}).get("quality")
     for name, figure in result["stages"].items():
+        if name in ("nightly", "vs_bare_implicit"):
+            continue  # below the table
         if "cached" in figure:
             rows.append(f"| {name} | cached: {figure['cached']} | | | | |")
             continue
