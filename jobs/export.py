@@ -138,6 +138,7 @@ def write_recommendations(
         rows = to_export_rows(recs, model_version)
         files += write_part(rows, out_dir, part, "user_id", "userId", ITEM_ID)
         _count(counts, rows, "user_id")
+        log.info("recommendations: %d of %d visitors written", counts["users"], len(visitors))
     return files, counts
 
 
@@ -163,6 +164,7 @@ def write_similar_items(
         rows = sims[SIMILAR_COLUMNS].sort_values([ITEM_ID, RANK]).reset_index(drop=True)
         files += write_part(rows, out_dir, part, ITEM_ID, "itemId", SIMILAR_ITEM_ID)
         _count(counts, rows, ITEM_ID)
+        log.info("similar items: %d of %d items written", counts["items"], len(items))
     return files, counts
 
 

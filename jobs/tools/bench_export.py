@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="side by side on an evenly spaced sample of this many known users",
     )
-    parser.add_argument("--out", default="docs/benchmarks/export.json")
+    parser.add_argument("--out", default=".local/bench/vs_bare_export.json")
     args = parser.parse_args(argv)
     config = Path(args.config).resolve()
     cfg = load_config(config)

@@ -128,7 +128,8 @@ def _add_arguments(parser) -> None:
         help="train: the params in train.json for the date (config's if absent); config: train.*",
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=PROJECT / "docs" / "benchmarks" / "train.json")
+    default_out = PROJECT / ".local" / "bench" / "vs_bare_train.json"
+    parser.add_argument("--out", type=Path, default=default_out)
 
 
 def main(argv: list[str] | None = None) -> int:
