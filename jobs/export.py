@@ -22,7 +22,6 @@ Run alone:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -31,10 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import Config
-from jobs.core.model import SIMILAR_ITEM_ID, AlsRecommender, Fallback, build_fallback
+from jobs.core.model import (
+    SIMILAR_ITEM_ID,
+    AlsRecommender,
+    Fallback,
+    build_fallback,
+    sort_lists,
+)
 from jobs.core.paths import Lake, end_of_day, read_partition
 from jobs.core.schemas import (
     AVAILABLE,
@@ -65,7 +72,7 @@ def to_export_rows(recs: pd.DataFrame, model_version: str) -> pd.DataFrame:
     """The published Parquet columns: user_id, rank, item_id, score, source, model_version."""
     out = recs.rename(columns={VISITOR_ID: "user_id"})
     out[MODEL_VERSION] = model_version
-    return out[EXPORT_COLUMNS].sort_values(["user_id", RANK]).reset_index(drop=True)
+    return sort_lists(out[EXPORT_COLUMNS], "user_id")
 
 
 def to_personalize_lines(
@@ -73,24 +80,34 @@ def to_personalize_lines(
 ) -> list[str]:
     """One JSON line per key, shaped like Amazon Personalize batch inference output.
 
-    `rows` must be sorted by key, then rank.
+    `rows` must be sorted by key, then rank. Built column-wise with Arrow's string kernels
+    (ids and names are plain digits and letters, so nothing needs escaping); scores are rounded
+    to 6 decimals and written in their shortest form.
     """
     keys = rows[key].to_numpy()
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.array([], int)
-    ends = np.r_[starts[1:], len(keys)]
-    items = rows[item_column].astype(str).tolist()
-    scores = np.round(rows[SCORE].to_numpy(dtype=np.float64), 6).tolist()
-    return [
-        json.dumps(
-            {
-                "input": {input_name: str(keys[a])},
-                "output": {"recommendedItems": items[a:b], "scores": scores[a:b]},
-                "error": None,
-            },
-            separators=(",", ":"),
-        )
-        for a, b in zip(starts, ends, strict=True)
-    ]
+    offsets = pa.array(np.r_[starts, len(keys)].astype(np.int32))
+
+    def joined(values: pa.Array, quote: str) -> pa.Array:
+        text = pc.cast(values, pa.string())
+        if quote:
+            text = pc.binary_join_element_wise(quote, text, quote, "")
+        return pc.binary_join(pa.ListArray.from_arrays(offsets, text), ",")
+
+    items = joined(pa.array(rows[item_column].to_numpy()), '"')
+    scores = joined(pa.array(np.round(rows[SCORE].to_numpy(dtype=np.float64), 6)), "")
+    users = pc.cast(pa.array(keys[starts]), pa.string())
+    lines = pc.binary_join_element_wise(
+        f'{{"input":{{"{input_name}":"',
+        users,
+        '"},"output":{"recommendedItems":[',
+        items,
+        '],"scores":[',
+        scores,
+        ']},"error":null}',
+        "",
+    )
+    return lines.to_pylist()
 
 
 def write_part(
@@ -161,7 +178,7 @@ def write_similar_items(
             items[start : start + per_file], m, fallback, catalog, unavailable
         )
         sims[MODEL_VERSION] = model_version
-        rows = sims[SIMILAR_COLUMNS].sort_values([ITEM_ID, RANK]).reset_index(drop=True)
+        rows = sort_lists(sims[SIMILAR_COLUMNS], ITEM_ID)
         files += write_part(rows, out_dir, part, ITEM_ID, "itemId", SIMILAR_ITEM_ID)
         _count(counts, rows, ITEM_ID)
         log.info("similar items: %d of %d items written", counts["items"], len(items))

@@ -252,7 +252,7 @@ def fill_lists(
     counts = listed.groupby(VISITOR_ID).size().reindex(visitor_ids, fill_value=0)
     short = counts[counts < n].index.to_numpy()
     if len(short) == 0:
-        return listed.sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
+        return sort_lists(listed, VISITOR_ID)
     skip = [listed.loc[listed[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]]]
     if exclude is not None and not exclude.empty:
         skip.append(exclude.loc[exclude[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]])
@@ -268,7 +268,17 @@ def fill_lists(
     cand = cand.drop_duplicates([VISITOR_ID, ITEM_ID])
     cand[RANK] = cand.groupby(VISITOR_ID).cumcount() + 1 + cand[VISITOR_ID].map(counts)
     fill = cand.loc[cand[RANK] <= n, REC_COLUMNS]
-    return pd.concat([listed, fill]).sort_values([VISITOR_ID, RANK]).reset_index(drop=True)
+    return sort_lists(pd.concat([listed, fill]), VISITOR_ID)
+
+
+def sort_lists(lists: pd.DataFrame, key: str) -> pd.DataFrame:
+    """`lists` sorted by `key`, then rank, with a fresh index; a frame already in that order
+    (the model's own lists are built that way) is not sorted again."""
+    keys, ranks = lists[key].to_numpy(), lists[RANK].to_numpy()
+    step = keys[1:] - keys[:-1]
+    if np.all((step > 0) | ((step == 0) & (ranks[1:] > ranks[:-1]))):
+        return lists.reset_index(drop=True)
+    return lists.sort_values([key, RANK]).reset_index(drop=True)
 
 
 class PopularityRecommender:
@@ -329,14 +339,8 @@ class AlsRecommender:
         known = _index_of(self.visitor_ids, visitor_ids) >= 0
         warm = visitor_ids[known]
         rows = _index_of(self.visitor_ids, warm)
-        excluded = _exclusion_matrix(exclude, warm, self.item_ids)
-        ids, scores = self._top(
-            self.model.recommend,
-            rows,
-            n,
-            unavailable,
-            user_items=excluded,
-            filter_already_liked_items=True,
+        ids, scores = self._ranked(
+            rows, n, _exclusion_matrix(exclude, warm, self.item_ids), unavailable
         )
         ok = scores > _FILTERED_SCORE
         user_pos, rank_pos = np.nonzero(ok)
@@ -407,6 +411,39 @@ class AlsRecommender:
         return lists.rename(columns={ITEM_ID: SIMILAR_ITEM_ID}).rename(
             columns={VISITOR_ID: ITEM_ID}
         )[[ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]]
+
+    def _ranked(self, rows: np.ndarray, n: int, excluded: sp.csr_matrix, unavailable):
+        """Top-`n` (ids, scores) for model rows `rows`, without the items `excluded` marks.
+
+        implicit filters liked items one visitor at a time in Python, so only the visitors with
+        something to exclude (buyers, a small minority) go through that path; the rest are
+        ranked unfiltered, which gives the same lists faster.
+        """
+        filtered = np.diff(excluded.indptr) > 0
+        if filtered.all() or not filtered.any():
+            liked = {"user_items": excluded, "filter_already_liked_items": bool(filtered.any())}
+            return self._top(self.model.recommend, rows, n, unavailable, **liked)
+        plain = self._top(
+            self.model.recommend,
+            rows[~filtered],
+            n,
+            unavailable,
+            user_items=None,
+            filter_already_liked_items=False,
+        )
+        liked = self._top(
+            self.model.recommend,
+            rows[filtered],
+            n,
+            unavailable,
+            user_items=excluded[filtered],
+            filter_already_liked_items=True,
+        )
+        ids = np.empty((len(rows), plain[0].shape[1]), dtype=plain[0].dtype)
+        scores = np.empty((len(rows), plain[1].shape[1]), dtype=plain[1].dtype)
+        ids[~filtered], scores[~filtered] = plain
+        ids[filtered], scores[filtered] = liked
+        return ids, scores
 
     def _top(self, query, rows: np.ndarray, n: int, unavailable: np.ndarray | None, **kwargs):
         """implicit's top-`n` `query` (recommend or similar_items) for model rows `rows`, over

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from jobs.core.config import TrainConfig
 from jobs.core.model import (
@@ -116,6 +117,25 @@ def test_als_lists_are_full_unique_and_filtered(als):
     assert set(recs.loc[recs["visitor_id"] == 1000, "source"]) == {"popular"}
     # 20 items minus 2 unavailable minus 1 bought leaves 17 for ALS: the top 12 are all ALS.
     assert set(recs.loc[recs["visitor_id"] == 0, "source"]) == {"als"}
+
+
+def test_lists_match_implicit_filtering_every_visitor(als):
+    # Only visitors with something to exclude take implicit's filtered path; the lists and
+    # scores are the same as filtering everyone.
+    model, _ = als
+    visitors = np.array([0, 5, 25, 30])
+    bought = pd.DataFrame({"visitor_id": [0, 25], "item_id": [1, 12]})
+    recs = model.recommend(visitors, 6, exclude=bought)
+    liked = sp.csr_matrix(
+        ([1.0, 1.0], ([0, 2], np.searchsorted(model.item_ids, [1, 12]))),
+        shape=(len(visitors), len(model.item_ids)),
+    )
+    rows = np.searchsorted(model.visitor_ids, visitors)
+    ids, scores = model.model.recommend(rows, liked, N=6, filter_already_liked_items=True)
+    assert set(recs["source"]) == {"als"}
+    lists = recs.groupby("visitor_id")["item_id"].apply(list)
+    assert lists.tolist() == model.item_ids[ids].tolist()
+    np.testing.assert_allclose(recs["score"].to_numpy().reshape(4, 6), scores, rtol=1e-6)
 
 
 def test_als_learns_the_taste_groups(als):
