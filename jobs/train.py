@@ -4,13 +4,15 @@ Events become a visitor x item confidence matrix (weights per event type, option
 and saturation, from config). A seeded random search (`tune.*`, jobs/core/tuning.py) scores
 candidate parameters on the validation window at the end of the training period, each trial a
 nested MLflow run with its learning curve; the best one is refitted on all training data. The
+search runs at most once in `tune.every_days` logical days (or when --retune): the nights in
+between refit the last search's parameters on their own data (the `tuned_on` tag says which). The
 run logs tags (logical date, git commit, config hash), the input with path, rows and checksum,
 params, the learning curves, the resolved config and the model as a pyfunc (ALS + id mappings +
 popularity fallback). The new version is registered and takes the alias `challenger`; the gate
 decides whether it becomes `champion`.
 
 Run alone:
-    python -m jobs.train --run-date 2015-09-18 --config configs/local.yaml
+    python -m jobs.train --run-date 2015-09-18 --config configs/local.yaml [--retune]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import logging
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs.core.tracking import CHALLENGER, git_commit, init_tracking
 
-    args = parse_stage_args(argv, __doc__)
+    args = parse_stage_args(
+        argv,
+        __doc__,
+        lambda p: p.add_argument(
+            "--retune",
+            action="store_true",
+            help="search tonight even if a search within tune.every_days could be reused",
+        ),
+    )
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
     require_validated(lake, run_date)
     split = lake.read_stage_report(run_date, "split")
@@ -104,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.json")
-        params, trials = _tuned_params(cfg, events, pd.Timestamp(split["validation_cutoff"]))
+        validation_cutoff = pd.Timestamp(split["validation_cutoff"])
+        params, trials, tuned_on = _tuned_params(
+            cfg, lake, run_date, events, validation_cutoff, args.extras["retune"]
+        )
+        mlflow.set_tag("tuned_on", tuned_on.isoformat() if tuned_on else "never")
         interactions = interactions_for(events, params, as_of=cutoff)
         if interactions.empty:
             raise EmptyTrainingSetError(f"no training interactions in {train_path}")
@@ -164,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             "nnz": int(data.matrix.nnz),
             "fit_seconds": round(fit_seconds, 3),
             "params": params.model_dump(mode="json"),
+            "config_hash": cfg.fingerprint(),
+            "tuned_on": tuned_on.isoformat() if tuned_on else None,
             "tuning": [
                 {
                     "trial": t.number,
@@ -180,15 +196,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tuned_params(
-    cfg, events: pd.DataFrame, validation_cutoff: pd.Timestamp
-) -> tuple[TrainConfig, list[TrialResult]]:
-    """The parameters to fit and the tuning trials behind them. The spark_mllib engine fits the
-    configured parameters as they are: a search of Spark fits would cost a full fit per trial."""
+    cfg,
+    lake: Lake,
+    run_date: date,
+    events: pd.DataFrame,
+    validation_cutoff: pd.Timestamp,
+    retune: bool = False,
+) -> tuple[TrainConfig, list[TrialResult], date | None]:
+    """The parameters to fit, the tuning trials run tonight, and the logical date of the search
+    that chose the parameters (None: train.* as configured, no search).
+
+    Searches when `retune`, or when no search within `tune.every_days` can be reused
+    (`earlier_search`). The
+    spark_mllib engine fits the configured parameters as they are: a search of Spark fits would
+    cost a full fit per trial.
+    """
     if cfg.train.engine == "spark_mllib":
         if cfg.tune.trials > 1:
             log.info("train.engine spark_mllib: no tuning, fitting train.* as configured")
-        return cfg.train, []
-    return search(
+        return cfg.train, [], None
+    if cfg.tune.trials < 2:
+        return cfg.train, [], None
+    earlier = None
+    if not retune:
+        earlier = earlier_search(lake, run_date, cfg.tune.every_days, cfg.fingerprint())
+    if earlier is not None:
+        tuned_on = date.fromisoformat(earlier["tuned_on"])
+        log.info("tuning: reusing the parameters of the search of %s", tuned_on)
+        return TrainConfig.model_validate(earlier["params"]), [], tuned_on
+    params, trials = search(
         events,
         validation_cutoff,
         cfg.train,
@@ -196,6 +232,27 @@ def _tuned_params(
         cfg.export.exclude_seen_event_types,
         on_trial=_log_trial,
     )
+    return params, trials, run_date if trials else None
+
+
+def earlier_search(lake: Lake, run_date: date, every_days: int, fingerprint: str) -> dict | None:
+    """The latest train report, from `run_date` back over `every_days` logical days, whose
+    parameters come from a search in that window under the same config fingerprint; or None
+    when tonight must search."""
+    oldest = run_date - timedelta(days=every_days - 1)
+    for back in range(every_days):
+        day = run_date - timedelta(days=back)
+        if not lake.stage_report(day, "train").is_file():
+            continue
+        report = lake.read_stage_report(day, "train")
+        tuned_on = report.get("tuned_on")
+        if (
+            report.get("config_hash") == fingerprint
+            and tuned_on is not None
+            and oldest <= date.fromisoformat(tuned_on) <= run_date
+        ):
+            return report
+    return None
 
 
 def _fit(data, params: TrainConfig, cfg):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from jobs.core.paths import Lake
-from jobs.train import UnvalidatedDataError, main, require_validated
+from jobs.train import UnvalidatedDataError, earlier_search, main, require_validated
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_DATE = date(2015, 9, 18)
@@ -76,3 +76,30 @@ def test_main_refuses_before_reading_the_split_or_touching_mlflow(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "artifacts").exists()
     assert not Lake(lake_root).stage_report(RUN_DATE, "train").exists()
+
+
+def _trained(lake: Lake, day: date, tuned_on: str | None, config_hash: str = "abc") -> None:
+    params = {"factors": 8, "tuned": day.isoformat()}
+    report = {"params": params, "config_hash": config_hash, "tuned_on": tuned_on}
+    lake.write_stage_report(day, "train", report)
+
+
+def test_earlier_search_reuses_a_search_within_the_window_and_the_same_config(tmp_path):
+    lake = Lake(tmp_path)
+    day = lambda n: RUN_DATE - timedelta(days=n)  # noqa: E731
+    _trained(lake, day(6), day(6).isoformat())  # searched 6 days before
+    _trained(lake, day(3), day(6).isoformat())  # reused that search
+    _trained(lake, day(1), day(1).isoformat(), config_hash="other")  # another config
+
+    assert earlier_search(lake, RUN_DATE, 7, "abc")["params"]["tuned"] == day(3).isoformat()
+    # A week later the search of day(6) is out of the window: search again.
+    assert earlier_search(lake, RUN_DATE + timedelta(days=1), 7, "abc") is None
+    assert earlier_search(lake, RUN_DATE, 7, "changed") is None
+    assert earlier_search(lake, day(1), 2, "other")["tuned_on"] == day(1).isoformat()
+    # every_days 1: only the date's own search, so a rerun fits the same parameters.
+    assert earlier_search(lake, RUN_DATE, 1, "abc") is None
+    _trained(lake, RUN_DATE, RUN_DATE.isoformat())
+    assert earlier_search(lake, RUN_DATE, 1, "abc")["tuned_on"] == RUN_DATE.isoformat()
+    # Reports without a search (tuning off, an older version) never count.
+    _trained(lake, day(2), None)
+    assert earlier_search(lake, day(2), 1, "abc") is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from pydantic import ValidationError
 from jobs.core.config import TrainConfig
 from jobs.core.mllib import factors_array, fit_mllib_als, matrix_frame
 from jobs.core.model import AlsRecommender, to_matrix
+from jobs.core.paths import Lake
 from jobs.core.schemas import INTERACTION_WEIGHT, ITEM_ID, RANK, VISITOR_ID
 
 PARAMS = TrainConfig(
@@ -75,13 +78,14 @@ def test_mllib_model_recommends_the_visitors_own_group_through_the_shared_recomm
     assert top.to_dict() == expected
 
 
-def test_train_fits_on_the_configured_engine(spark, cfg):
+def test_train_fits_on_the_configured_engine(spark, cfg, tmp_path):
     from jobs.train import _fit, _tuned_params
 
     cfg = cfg.model_copy(update={"train": PARAMS})
-    params, trials = _tuned_params(cfg, pd.DataFrame(), pd.Timestamp("2015-09-01", tz="UTC"))
-    assert (params, trials) == (PARAMS, [])  # no tuning on the Spark engine
-    model = _fit(to_matrix(_two_tastes()), params, cfg)
+    cutoff = pd.Timestamp("2015-09-01", tz="UTC")
+    tuned = _tuned_params(cfg, Lake(tmp_path), date(2015, 9, 18), pd.DataFrame(), cutoff)
+    assert tuned == (PARAMS, [], None)  # no tuning on the Spark engine
+    model = _fit(to_matrix(_two_tastes()), tuned[0], cfg)
     assert model.item_factors.shape == (10, 2)
 
 

@@ -68,6 +68,7 @@ def test_nightly_totals_sum_the_nightly_stages_only():
         "ingest_day": {"seconds": 10.0, "cpu_seconds": 12.0, "peak_rss_mb": 800.0},
         "clean": {"seconds": 20.0, "cpu_seconds": 30.0, "peak_rss_mb": 1200.0},
         "train": {"seconds": 60.0, "cpu_seconds": 110.0, "peak_rss_mb": 2500.0},
+        "train_reuse": {"seconds": 25.0, "cpu_seconds": 40.0, "peak_rss_mb": 2000.0},
         "export": {"seconds": 40.0, "cpu_seconds": 48.0, "peak_rss_mb": 900.0, "users": 2000},
     }
     figures["ingest_day"]["spark_startup_s"] = 6.5
@@ -78,6 +79,7 @@ def test_nightly_totals_sum_the_nightly_stages_only():
 
     assert totals == {
         "seconds": 130.0,
+        "other_nights_seconds": 95.0,  # train_reuse instead of train
         "cpu_seconds": 200.0,
         "peak_rss_mb": 2500.0,
         "cpu_seconds_per_1000_users": 100.0,
