@@ -13,7 +13,10 @@ and measures each one: wall seconds, CPU seconds and peak resident memory of its
 group (the stage's Python and its JVM); with --repeat N each stage runs N times in a row and
 the medians are reported. Throughput is rows handled per wall second. The bot audit compares
 what clean removed with the generator's ground truth; the quality table is every model's main
-metrics from evaluate (challenger, baselines, oracle). `--data-only` stops after validate.
+metrics from evaluate (challenger, baselines, oracle). `--until STEP` stops after a step
+(`--until bot_audit`: the data stages only); each step's figures are saved in the workspace as it
+ends, and `--resume` continues a stopped run where it left off (a scale-10 run over several
+sittings).
 Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks.md.
 
     python -m jobs.tools.bench --scale 1 --out docs/benchmarks/stages-scale1.json
@@ -22,6 +25,7 @@ Figures go to --out as JSON and to stdout as Markdown tables for docs/benchmarks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -148,12 +152,20 @@ def run(
     run_date: date,
     config: Path,
     workdir: Path,
-    models: bool = True,
+    until: str | None = None,
     repeat: int = 1,
     side_repeat: int = 3,
+    resume: bool = False,
 ) -> dict:
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    """Every step in STEPS order, each measured; stops after step `until` when given.
+
+    Each step's figures are saved to <workdir>/figures.json as soon as it ends; with `resume`,
+    the workspace is kept and the steps found there are not run again, so a long run (scale 10)
+    can be continued later, a step at a time.
+    """
+    if not resume:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "OPENBLAS_NUM_THREADS": "1",
@@ -169,65 +181,109 @@ def run(
     }
     cfg = load_config(config, environ=env)
     lake, logs = Lake(cfg.paths.lake), workdir / "logs"
-    logs.mkdir()
-    history = run_date - timedelta(days=1)
-    figures: dict = {"generate": generated_shop(cfg.paths.raw, scale, seed, env, logs)}
-    land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
+    logs.mkdir(exist_ok=True)
+    checkpoint = workdir / "figures.json"
+    figures: dict = json.loads(checkpoint.read_text()) if checkpoint.is_file() else {}
 
-    for label, day in (("ingest_history", history), ("ingest_day", run_date)):
-        figures[label] = repeated(_stage("ingest", day, config), env, logs / label, repeat)
-        figures[label]["rows"] = lake.read_stage_report(day, "ingest")["raw_rows"]
-    figures["clean"] = repeated(_stage("clean", run_date, config), env, logs / "clean", repeat)
-    figures["clean"]["rows"] = lake.read_stage_report(run_date, "clean")["rows_in"]
-    validate = _stage("validate", run_date, config)
-    figures["validate"] = repeated(validate, env, logs / "validate", repeat)
-    report = lake.read_stage_report(run_date, "validate")
-    figures["validate"]["rows"] = sum(report["rows_validated"].values())
-    for figure in figures.values():
-        if "rows" in figure:
-            figure["rows_per_second"] = round(figure["rows"] / figure["seconds"])
+    def stage(name: str, args: tuple[str, ...] = (), times: int = repeat, **kwargs) -> dict:
+        cmd = _stage(name.removesuffix("_reuse"), run_date, config) + list(args)
+        return repeated(cmd, env, logs / name, times, **kwargs)
 
-    audit_out = workdir / "bot_audit.json"
-    audit = [sys.executable, "-m", "jobs.tools.bot_audit", "--run-date", run_date.isoformat()]
-    audit += ["--config", str(config), "--ground-truth", str(cfg.paths.raw / "ground_truth")]
-    audit += ["--out", str(audit_out)]
-    figures["bot_audit"] = measured(audit, env, logs / "bot_audit.log")
-    figures["bot_audit"]["result"] = json.loads(audit_out.read_text())
-    if not models:
-        return figures
+    def with_rows(figure: dict, rows: int) -> dict:
+        return {**figure, "rows": rows, "rows_per_second": round(rows / figure["seconds"])}
 
-    figures["split"] = repeated(_stage("split", run_date, config), env, logs / "split", repeat)
-    # A search night (--retune: every repetition searches), then a night that refits the
-    # search's parameters, as the nights between searches do (tune.every_days).
-    train = _stage("train", run_date, config)
-    figures["train"] = repeated(train + ["--retune"], env, logs / "train", repeat)
-    trained = lake.read_stage_report(run_date, "train")
-    figures["train_reuse"] = repeated(train, env, logs / "train_reuse", repeat)
-    figures["train_reuse"]["tuned_on"] = lake.read_stage_report(run_date, "train")["tuned_on"]
-    figures["evaluate"] = repeated(
-        _stage("evaluate", run_date, config), env, logs / "evaluate", repeat
-    )
-    with s3_endpoint(config, logs / "s3.log", env):
-        gate = _stage("gate", run_date, config)
-        figures["gate"] = repeated(gate, env, logs / "gate", repeat, ok=(0, GATED_EXIT_CODE))
-        export = _stage("export", run_date, config) + ["--run-id", "bench"]
-        figures["export"] = repeated(export, env, logs / "export", repeat)
-        summarize = _stage("summarize", run_date, config)
-        figures["summarize"] = repeated(summarize, env, logs / "summarize", 1)
-    for name in SPARK_STAGES:
-        figures[name]["spark_startup_s"] = spark_startup(logs, name)
-    exported = lake.read_stage_report(run_date, "export")
-    figures["export"]["users"] = exported["recommendations"]["users"]
-    figures["nightly"] = nightly_totals(figures)
-    figures["vs_bare_implicit"] = side_by_side(run_date, config, env, workdir, side_repeat)
-    figures["train"]["params"] = trained["params"]
-    figures["train"]["tuning"] = trained["tuning"]
-    figures["train"]["fit_seconds"] = trained["fit_seconds"]
-    evaluation = lake.read_stage_report(run_date, "evaluate")
-    figures["evaluate"]["quality"] = quality_table(evaluation)
-    figures["evaluate"]["share_of_oracle_ndcg_at_10"] = evaluation["share_of_oracle_ndcg_at_10"]
-    figures["evaluate"]["visitors"] = evaluation["visitors"]
+    def ingest(day: date, label: str) -> dict:
+        figure = repeated(_stage("ingest", day, config), env, logs / label, repeat)
+        return with_rows(figure, lake.read_stage_report(day, "ingest")["raw_rows"])
+
+    def landed() -> dict:
+        started = time.perf_counter()
+        land(cfg.paths.raw, cfg.paths.landing / cfg.ingest.sources[0].name, run_date)
+        return {"seconds": round(time.perf_counter() - started, 1)}
+
+    def bot_audit() -> dict:
+        out = workdir / "bot_audit.json"
+        cmd = [sys.executable, "-m", "jobs.tools.bot_audit", "--run-date", run_date.isoformat()]
+        cmd += ["--config", str(config), "--ground-truth", str(cfg.paths.raw / "ground_truth")]
+        figure = measured(cmd + ["--out", str(out)], env, logs / "bot_audit.log")
+        return {**figure, "result": json.loads(out.read_text())}
+
+    def train() -> dict:
+        # A search night: --retune, so that every repetition searches.
+        figure = stage("train", args=("--retune",))
+        trained = lake.read_stage_report(run_date, "train")
+        keep = ("params", "tuning", "fit_seconds")
+        return {**figure, **{key: trained[key] for key in keep}}
+
+    def train_reuse() -> dict:
+        # A night that refits the search's parameters, as the nights between searches do.
+        return {
+            **stage("train_reuse"),
+            "tuned_on": lake.read_stage_report(run_date, "train")["tuned_on"],
+        }
+
+    def evaluate() -> dict:
+        figure = stage("evaluate")
+        evaluation = lake.read_stage_report(run_date, "evaluate")
+        return {
+            **figure,
+            "quality": quality_table(evaluation),
+            "share_of_oracle_ndcg_at_10": evaluation["share_of_oracle_ndcg_at_10"],
+            "visitors": evaluation["visitors"],
+        }
+
+    def export() -> dict:
+        figure = stage("export", args=("--run-id", "bench"))
+        return {
+            **figure,
+            "users": lake.read_stage_report(run_date, "export")["recommendations"]["users"],
+        }
+
+    steps = {
+        "generate": lambda: generated_shop(cfg.paths.raw, scale, seed, env, logs),
+        "land": landed,
+        "ingest_history": lambda: ingest(run_date - timedelta(days=1), "ingest_history"),
+        "ingest_day": lambda: ingest(run_date, "ingest_day"),
+        "clean": lambda: with_rows(
+            stage("clean"), lake.read_stage_report(run_date, "clean")["rows_in"]
+        ),
+        "validate": lambda: with_rows(
+            stage("validate"),
+            sum(lake.read_stage_report(run_date, "validate")["rows_validated"].values()),
+        ),
+        "bot_audit": bot_audit,
+        "split": lambda: stage("split"),
+        "train": train,
+        "train_reuse": train_reuse,
+        "evaluate": evaluate,
+        "gate": lambda: stage("gate", ok=(0, GATED_EXIT_CODE)),
+        "export": export,
+        "summarize": lambda: stage("summarize", times=1),
+        "vs_bare_implicit": lambda: side_by_side(run_date, config, env, workdir, side_repeat),
+    }
+    started: list[str] = []
+    if until is not None and until not in steps:
+        raise ValueError(f"no step {until!r}; the steps are {', '.join(steps)}")
+    with contextlib.ExitStack() as services:
+        for name, measure in steps.items():
+            if name not in figures:
+                if name in S3_STEPS and not any(n in S3_STEPS for n in started):
+                    services.enter_context(s3_endpoint(config, logs / "s3.log", env))
+                print(f"bench: {name} ...", file=sys.stderr, flush=True)
+                started.append(name)
+                figures[name] = measure()
+                if name in SPARK_STAGES:
+                    figures[name]["spark_startup_s"] = spark_startup(logs, name)
+                checkpoint.write_text(json.dumps(figures, indent=2) + "\n")
+            if name == until:
+                break
+    if "export" in figures:
+        figures["nightly"] = nightly_totals(figures)
     return figures
+
+
+# The steps that publish or read the published lists need the S3 endpoint.
+S3_STEPS = ("gate", "export", "summarize")
 
 
 def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat: int) -> dict:
@@ -371,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=PROJECT / "configs" / "local.yaml")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
-    parser.add_argument("--data-only", action="store_true", help="stop after validate")
+    parser.add_argument(
+        "--until", default=None, help="stop after this step (e.g. bot_audit: the data stages only)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the workspace and skip the steps its figures.json already has",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stage (medians)")
     parser.add_argument(
         "--side-repeat", type=int, default=3, help="pairs in each side by side with bare implicit"
@@ -386,9 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         args.date,
         args.config.resolve(),
         workdir,
-        not args.data_only,
+        args.until,
         args.repeat,
         args.side_repeat,
+        args.resume,
     )
     result = {
         "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
@@ -405,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
-    print(json.dumps(stages["bot_audit"]["result"], indent=2))
+    if "bot_audit" in stages:
+        print(json.dumps(stages["bot_audit"]["result"], indent=2))
     return 0
 
 

@@ -1,7 +1,9 @@
 """jobs/tools/bench.py: what a measured command reports (no timings asserted, only accounting)."""
 
+import json
 import os
 import sys
+from datetime import date
 
 import pytest
 
@@ -117,3 +119,27 @@ def test_the_generated_shop_is_kept_for_the_next_run(tmp_path):
 def test_shops_are_kept_apart_by_scale_and_seed():
     assert bench.shop_path(1, 42) != bench.shop_path(2, 42) != bench.shop_path(2, 7)
     assert bench.shop_path(1, 42).name.startswith("scale-1-seed-42-")
+
+
+def test_a_stopped_run_resumes_where_it_left_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "shop_path", lambda scale, seed: tmp_path / "shop")
+    work, day = tmp_path / "work", date(2015, 9, 18)
+
+    def run(**kwargs):
+        return bench.run(0.001, 7, day, bench.PROJECT / "configs" / "local.yaml", work, **kwargs)
+
+    first = run(until="generate")
+    assert list(first) == ["generate"] and first["generate"]["seconds"] > 0
+    (work / "kept").write_text("")
+
+    second = run(until="land", resume=True)
+    assert second["generate"] == first["generate"]  # not run again: it would say "cached"
+    assert list(second) == ["generate", "land"] and (work / "kept").exists()
+    assert any((work / "landing").rglob("*.csv"))
+    assert json.loads((work / "figures.json").read_text()) == second
+
+    fresh = run(until="generate")  # without --resume: a new workspace
+    assert fresh == {"generate": {"cached": str(tmp_path / "shop")}}
+    assert not (work / "kept").exists()
+    with pytest.raises(ValueError, match="no step 'nope'"):
+        run(until="nope", resume=True)
