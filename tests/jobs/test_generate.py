@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from jobs import generate
 from jobs.generate import GeneratorConfigError, main
 
 EVENT_TYPES = {"view", "addtocart", "transaction"}
@@ -389,3 +391,18 @@ def test_bad_arguments_raise_a_named_error(tmp_path: Path, args: list[str]) -> N
     with pytest.raises(GeneratorConfigError):
         main(["--out", str(tmp_path / "x"), *args])
     assert not (tmp_path / "x").exists()
+
+
+def test_files_are_written_in_blocks_of_lines_from_chunked_columns(tmp_path, monkeypatch):
+    # At scale 10 a column's text passes Arrow's 2 GB per array and comes back chunked.
+    monkeypatch.setattr(generate, "LINES_PER_WRITE", 2)
+    ids = pa.chunked_array([["1", "2", "3"], ["4", "5"]])
+    files = {
+        "a.csv": ("id,n", [ids, np.array([10, -1, 30, 40, 50])]),
+        "empty.csv": ("x", [pa.array([], pa.string())]),
+    }
+
+    generate.write_files(files, tmp_path)
+
+    assert (tmp_path / "a.csv").read_bytes() == b"id,n\n1,10\n2,\n3,30\n4,40\n5,50\n"
+    assert (tmp_path / "empty.csv").read_bytes() == b"x\n"
