@@ -377,8 +377,9 @@ def render(result: dict) -> str:
         if "cached" in figure:
             rows.append(f"| {name} | cached: {figure['cached']} | | | | |")
             continue
-        cells = f"| {name} | {figure['seconds']} s | {figure.get('cpu_seconds', '')} s | "
-        cells += f"{figure.get('peak_rss_mb', '')} MB |"
+        cpu, peak = figure.get("cpu_seconds"), figure.get("peak_rss_mb")
+        cells = f"| {name} | {figure['seconds']} s | {'' if cpu is None else f'{cpu} s'} | "
+        cells += f"{'' if peak is None else f'{peak} MB'} |"
         if "rows" in figure:
             rows.append(f"{cells} {figure['rows']:,} | {figure['rows_per_second']:,} |")
         else:
