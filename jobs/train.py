@@ -207,9 +207,8 @@ def _tuned_params(
     that chose the parameters (None: train.* as configured, no search).
 
     Searches when `retune`, or when no search within `tune.every_days` can be reused
-    (`earlier_search`). The
-    spark_mllib engine fits the configured parameters as they are: a search of Spark fits would
-    cost a full fit per trial.
+    (`earlier_search`). The spark_mllib engine fits the configured parameters as they are: a
+    search of Spark fits would cost a full fit per trial.
     """
     if cfg.train.engine == "spark_mllib":
         if cfg.tune.trials > 1:

@@ -275,8 +275,8 @@ def sort_lists(lists: pd.DataFrame, key: str) -> pd.DataFrame:
     """`lists` sorted by `key`, then rank, with a fresh index; a frame already in that order
     (the model's own lists are built that way) is not sorted again."""
     keys, ranks = lists[key].to_numpy(), lists[RANK].to_numpy()
-    step = keys[1:] - keys[:-1]
-    if np.all((step > 0) | ((step == 0) & (ranks[1:] > ranks[:-1]))):
+    before, after = keys[:-1], keys[1:]
+    if np.all((after > before) | ((after == before) & (ranks[1:] > ranks[:-1]))):
         return lists.reset_index(drop=True)
     return lists.sort_values([key, RANK]).reset_index(drop=True)
 

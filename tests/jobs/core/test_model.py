@@ -12,6 +12,7 @@ from jobs.core.model import (
     build_fallback,
     build_interactions,
     rank_by_popularity,
+    sort_lists,
     to_matrix,
 )
 from jobs.train import EmptyTrainingSetError, fit_als
@@ -344,3 +345,11 @@ def test_candidate_pool_restricts_model_lists_and_survives_save(als, tmp_path):
         np.array([0]), 3, unavailable=pool, fallback=Fallback(np.array([5, 6, 7]))
     )
     assert gone["item_id"].tolist() == [5, 6, 7] and set(gone["source"]) == {"popular"}
+
+
+def test_sort_lists_orders_by_key_then_rank_whatever_the_ids():
+    big = np.iinfo(np.int64).max  # far-apart ids: a difference of keys would overflow
+    lists = pd.DataFrame({"visitor_id": [big, -big, -big], "rank": [1, 1, 2], "item_id": [7, 8, 9]})
+    ordered = sort_lists(lists, "visitor_id")
+    assert ordered.values.tolist() == [[-big, 1, 8], [-big, 2, 9], [big, 1, 7]]
+    pd.testing.assert_frame_equal(sort_lists(ordered, "visitor_id"), ordered)
