@@ -11,6 +11,10 @@ the visitor already bought), and is scored against what those visitors did in th
   catalog as of the cutoff, from the split), novelty, popularity bias, and serendipity against
   the popularity list.
 
+Re-ranking: the challenger's top `rerank.candidates` per visitor are re-ranked with the
+configured weights and with every `rerank.compare` entry, and each is scored the same way
+(NDCG, coverage, diversity, novelty, ...), so a weight's trade-off is seen before it is changed.
+
 Baselines: global popularity, recent popularity (decayed), item-item and user-user neighbours.
 On a generated shop the oracle (the generator's true preferences) gives the best achievable
 NDCG@10, so the challenger's figure can be read as a share of it. Everything goes to the
@@ -47,6 +51,7 @@ from jobs.core.model import (
     rank_by_popularity,
 )
 from jobs.core.paths import read_partition
+from jobs.core.rerank import Reranker
 from jobs.core.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
 
 log = logging.getLogger("evaluate")
@@ -102,6 +107,28 @@ def exposure_by_popularity_decile(recs: pd.DataFrame, popularity: pd.Series, k: 
     return [round(float(s), 6) for s in shares]
 
 
+def compare_reranking(
+    candidates: pd.DataFrame,
+    rerankers: dict[str, Reranker],
+    truths: dict[str, pd.DataFrame],
+    ks: tuple[int, ...],
+    context: ItemContext,
+    expected: pd.DataFrame | None,
+) -> dict[str, dict]:
+    """Per re-ranking configuration: the main metrics of its lists (cut to the largest k), and
+    NDCG@10 over every test visitor (`all_visitors_ndcg_at_10`, where the cold-start shuffle
+    shows). candidates: the challenger's deep lists (visitor_id, rank, item_id, score, source)."""
+    table = {}
+    for name, reranker in rerankers.items():
+        lists = reranker.apply(candidates, max(ks))
+        metrics = offline_metrics(lists, truths["main"], ks, context=context, expected=expected)
+        metrics["all_visitors_ndcg_at_10"] = ranking_metrics(lists, truths["all"], (10,))[
+            "ndcg_at_10"
+        ]
+        table[name] = _finite(metrics)
+    return table
+
+
 def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
     """The configured baselines, fitted on the training split; popularity always (the gate's)."""
     from jobs.core.baselines import (
@@ -154,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     train = read_partition(lake, "splits", "train", run_date, columns)
     test = read_partition(lake, "splits", "test", run_date, columns)
-    catalog = read_partition(lake, "splits", "catalog", run_date, [ITEM_ID, CATEGORY_ID])
+    catalog = read_partition(lake, "splits", "catalog", run_date)
     cutoff = pd.Timestamp(lake.read_stage_report(run_date, "split")["cutoff"])
     trained = lake.read_stage_report(run_date, "train")
     ks, n = cfg.evaluate.k, max(cfg.evaluate.k)
@@ -206,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate %s: ndcg@10 %.4f (%.1fs)", name, results[name]["ndcg_at_10"], seconds[name]
         )
 
+    started = time.perf_counter()
+    rerankers = {
+        name: Reranker.from_catalog(weights, catalog, cutoff, run_date, cfg.rerank.candidates)
+        for name, weights in cfg.rerank.variants().items()
+    }
+    deep = challenger.recommend(visitors, cfg.rerank.candidates, exclude=exclude)
+    reranking = compare_reranking(deep, rerankers, truths, ks, context, lists["popularity"])
+    seconds["reranking"] = round(time.perf_counter() - started, 3)
+    log.info("evaluate reranking: %s", _rerank_table(reranking).to_string())
+
     exposure = {
         name: exposure_by_popularity_decile(recs, context.popularity, 10)
         for name, recs in lists.items()
@@ -220,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         "candidate_pool": None
         if pooled is None
         else {"items": len(pooled), "challenger_ranking_every_item": results[ALL_ITEMS]},
+        "reranking": {
+            name: {"weights": cfg.rerank.variants()[name].model_dump(), "metrics": metrics}
+            for name, metrics in reranking.items()
+        },
         "exposure_by_popularity_decile": exposure,
         "recommend_seconds": seconds,
         "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},
@@ -260,6 +301,22 @@ def _comparison_table(results: dict, ks: tuple[int, ...]) -> pd.DataFrame:
     return table[first + [c for c in table.columns if c not in first]]
 
 
+RERANK_COLUMNS = (
+    "ndcg_at_10",
+    "all_visitors_ndcg_at_10",
+    "coverage_at_10",
+    "diversity_at_10",
+    "novelty_at_10",
+    "popularity_bias_at_10",
+)
+
+
+def _rerank_table(reranking: dict[str, dict]) -> pd.DataFrame:
+    """One row per re-ranking configuration: accuracy beside what the lists look like."""
+    table = pd.DataFrame.from_dict(reranking, orient="index")
+    return table[[c for c in RERANK_COLUMNS if c in table.columns]]
+
+
 def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     import mlflow
 
@@ -270,9 +327,16 @@ def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
             metrics[key] = value
     if report["share_of_oracle_ndcg_at_10"] is not None:
         metrics["share_of_oracle_ndcg_at_10"] = report["share_of_oracle_ndcg_at_10"]
-    mlflow.log_metrics(metrics)
     table = _comparison_table(results, ks).reset_index(names="model")
     mlflow.log_table(table, "evaluation/models.json")
+    reranking = {name: entry["metrics"] for name, entry in report["reranking"].items()}
+    mlflow.log_table(
+        _rerank_table(reranking).reset_index(names="weights"), "evaluation/rerank.json"
+    )
+    for key, value in flatten_metrics({"rerank": reranking}).items():
+        if value is not None:
+            metrics[key] = value
+    mlflow.log_metrics(metrics)
     mlflow.log_dict(report, "evaluation/report.json")
     mlflow.log_figure(_segment_plot(results), "plots/ndcg_by_segment.png")
     mlflow.log_figure(

@@ -10,6 +10,10 @@ filled with popular items of the visitor's top categories, then with recent popu
 factors; items without interactions get their category's popular items. Each row says where it
 came from (`als`, `category_popular`, `popular`).
 
+With `rerank` weights other than the defaults, each visitor's top `rerank.candidates` are
+re-ranked (diversity, freshness, catalog boosts, cold-start shuffle; jobs/core/rerank.py) before
+the top N is kept; `exclude_category_ids` removes whole categories from every list.
+
 Visitors are scored in batches of `export.visitors_per_file`, one Parquet and one JSON Lines
 file (Amazon Personalize batch output shape) per batch, so memory stays bounded. Files are
 staged in the lake, then published with jobs.core.storage.publish (files, manifest,
@@ -43,6 +47,7 @@ from jobs.core.model import (
     sort_lists,
 )
 from jobs.core.paths import Lake, end_of_day, read_partition
+from jobs.core.rerank import Reranker
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -138,9 +143,11 @@ def write_recommendations(
     model_version: str,
     out_dir: Path,
     per_file: int,
+    reranker: Reranker | None = None,
 ) -> tuple[list[Path], dict]:
     """Score `visitors` (sorted) batch by batch and write each batch's files; returns the files
-    and counts (users, rows, rows by source)."""
+    and counts (users, rows, rows by source). With a `reranker`, its `candidates` per visitor
+    are scored and re-ranked down to `n`."""
     _reset(out_dir)
     exclude = exclude.sort_values(VISITOR_ID)
     excluded_visitors = exclude[VISITOR_ID].to_numpy()
@@ -150,8 +157,14 @@ def write_recommendations(
         lo = np.searchsorted(excluded_visitors, batch[0], side="left")
         hi = np.searchsorted(excluded_visitors, batch[-1], side="right")
         recs = recommender.recommend(
-            batch, n, exclude=exclude.iloc[lo:hi], unavailable=unavailable, fallback=fallback
+            batch,
+            n if reranker is None else reranker.candidates,
+            exclude=exclude.iloc[lo:hi],
+            unavailable=unavailable,
+            fallback=fallback,
         )
+        if reranker is not None:
+            recs = reranker.apply(recs, n)
         rows = to_export_rows(recs, model_version)
         files += write_part(rows, out_dir, part, "user_id", "userId", ITEM_ID)
         _count(counts, rows, "user_id")
@@ -203,9 +216,10 @@ class ExportInputs:
     model_version: str
     visitors: np.ndarray  # everyone with history up to the logical date, sorted
     exclude: pd.DataFrame  # visitor_id, item_id never to recommend back
-    blocked: np.ndarray  # item ids unavailable or deny-listed
+    blocked: np.ndarray  # item ids unavailable, deny-listed or in an excluded category
     fallback: Fallback
-    catalog: pd.DataFrame  # item_id, category_id, available
+    catalog: pd.DataFrame  # item_id, category_id, available, first_seen_ts, ...
+    reranker: Reranker | None  # None: the configured weights keep the model's order
 
 
 def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
@@ -228,10 +242,15 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
     events = read_partition(
         lake, "silver", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     )
-    catalog = read_partition(lake, "bronze", "catalog", run_date, [ITEM_ID, CATEGORY_ID, AVAILABLE])
-    blocked = catalog.loc[~catalog[AVAILABLE], ITEM_ID].to_numpy(dtype=np.int64)
+    catalog = read_partition(lake, "bronze", "catalog", run_date)
+    excluded = catalog[CATEGORY_ID].isin(ex.exclude_category_ids)
+    blocked = catalog.loc[~catalog[AVAILABLE] | excluded, ITEM_ID].to_numpy(dtype=np.int64)
     blocked = np.union1d(blocked, np.asarray(ex.deny_item_ids, dtype=np.int64))
     as_of = pd.Timestamp(end_of_day(run_date))
+    weights = cfg.rerank.weights()
+    reranker = None
+    if not weights.is_identity:
+        reranker = Reranker.from_catalog(weights, catalog, as_of, cfg.rerank.candidates)
     fallback = build_fallback(
         events,
         catalog,
@@ -239,7 +258,7 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
         as_of,
         ex.popularity_half_life_days,
         ex.fallback_categories,
-        depth=max(ex.top_n, ex.similar_items) * 2,
+        depth=max(ex.top_n * 2, ex.similar_items * 2, cfg.rerank.candidates),
     ).without(blocked)
     exclude = events.loc[
         events[EVENT_TYPE].isin(ex.exclude_seen_event_types), [VISITOR_ID, ITEM_ID]
@@ -252,6 +271,7 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
         blocked,
         fallback,
         catalog,
+        reranker,
     )
 
 
@@ -283,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         version,
         lake.partition("exports", RECS_DATASET, run_date),
         ex.visitors_per_file,
+        inputs.reranker,
     )
     items = np.sort(inputs.catalog[ITEM_ID].unique())
     sim_files, sim_counts = write_similar_items(
@@ -308,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_version": version,
         "users_in_scope": len(inputs.visitors),
         "catalog_items": len(items),
+        "rerank": None if inputs.reranker is None else cfg.rerank.weights().model_dump(),
     }
     for dataset, files, counts, size in (
         (RECS_DATASET, rec_files, rec_counts, ex.top_n),

@@ -372,6 +372,8 @@ class ExportConfig(_Section):
     similar_items: int = Field(20, gt=0)
     # Never recommended nor listed as similar (discontinued products, gift cards, ...).
     deny_item_ids: tuple[int, ...] = ()
+    # Whole categories never recommended nor listed as similar (adult, tobacco, ...).
+    exclude_category_ids: tuple[int, ...] = ()
     # Fallback popularity halves every this many days; lists use the visitor's top categories.
     popularity_half_life_days: float = Field(7.0, gt=0)
     fallback_categories: int = Field(3, ge=0)
@@ -387,6 +389,62 @@ class ExportConfig(_Section):
         if unknown:
             raise ValueError(f"unknown event types {unknown}; expected a subset of {EVENT_TYPES}")
         return types
+
+
+class RerankWeights(_Section):
+    """How the final lists weigh business goals against the model's order (jobs/core/rerank.py).
+    Every weight is per unit of a signal in [0, 1]; 0 everywhere keeps the model's order."""
+
+    relevance: float = Field(1.0, ge=0)
+    # Subtracted from a candidate whose category is already in the list (maximal marginal
+    # relevance over categories); and a hard cap of items per category per list (null: none).
+    diversity: float = Field(0.0, ge=0)
+    max_per_category: int | None = Field(None, gt=0)
+    # Added for a newly launched item (catalog first_seen_ts), halving every half-life.
+    freshness: float = Field(0.0, ge=0)
+    freshness_half_life_days: float = Field(30.0, gt=0)
+    # Numeric catalog column -> weight, the column min-max scaled to [0, 1]; negative demotes.
+    boosts: dict[str, float] = Field(default_factory=dict)
+    # Lists of visitors the model does not know (fallback only): random order by this much,
+    # seeded by visitor, item and logical date.
+    cold_start_shuffle: float = Field(0.0, ge=0)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when these weights cannot change the model's order."""
+        return (
+            not self.diversity
+            and self.max_per_category is None
+            and not self.freshness
+            and not any(self.boosts.values())
+            and not self.cold_start_shuffle
+        )
+
+
+class RerankConfig(RerankWeights):
+    """The weights the export uses, and others the evaluation scores beside them."""
+
+    # Candidates per visitor the re-ranking chooses from (the model's top this many); at least
+    # export.top_n and the evaluation's largest k (checked by Config).
+    candidates: int = Field(100, gt=0)
+    # name -> weights that differ from the ones above; evaluate reports each side by side.
+    compare: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _compare_is_valid(self) -> RerankConfig:
+        self.variants()  # a misspelt or out-of-range weight fails here, at load
+        return self
+
+    def weights(self) -> RerankWeights:
+        return RerankWeights(**{k: getattr(self, k) for k in RerankWeights.model_fields})
+
+    def variants(self) -> dict[str, RerankWeights]:
+        """`configured` (the export's weights) and every `compare` entry, by name."""
+        if "configured" in self.compare:
+            raise ValueError("'configured' names the weights above; pick another compare name")
+        own = self.weights().model_dump()
+        named = {name: RerankWeights(**{**own, **change}) for name, change in self.compare.items()}
+        return {"configured": self.weights(), **named}
 
 
 class MlflowConfig(_Section):
@@ -416,9 +474,20 @@ class Config(_Section):
     evaluate: EvaluateConfig
     gate: GateConfig
     export: ExportConfig
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
     mlflow: MlflowConfig
     storage: StorageConfig
     source_file: Path = Field(exclude=True)
+
+    @model_validator(mode="after")
+    def _enough_candidates(self) -> Config:
+        needed = max(self.export.top_n, *self.evaluate.k)
+        if self.rerank.candidates < needed:
+            raise ValueError(
+                f"rerank.candidates ({self.rerank.candidates}) must be at least export.top_n and "
+                f"the largest evaluate.k ({needed}): re-ranking picks the lists from them"
+            )
+        return self
 
     def fingerprint(self) -> str:
         """Short sha256 of the resolved settings, for tagging runs and manifests."""

@@ -1,10 +1,13 @@
 import json
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from jobs.core.config import RerankWeights
 from jobs.core.model import Fallback, PopularityRecommender
+from jobs.core.rerank import Reranker
 from jobs.export import to_export_rows, to_personalize_lines, write_recommendations
 
 
@@ -71,3 +74,32 @@ def test_every_visitor_gets_n_items_none_bought_none_unavailable_in_bounded_file
     assert rows.loc[rows["user_id"] == 4, "item_id"].tolist() == [100, 101, 104]
     assert counts == {"users": 7, "rows": 21, "rows_by_source": {"popular": 21}}
     assert sum(f.read_text().count("\n") for f in files if f.suffix == ".jsonl") == 7
+
+
+def test_a_diversity_weight_changes_the_written_lists(tmp_path):
+    # Popularity order 100..109; 100-104 in category 1, 105-109 in category 2.
+    model = PopularityRecommender(np.arange(100, 110))
+    catalog = pd.DataFrame({"item_id": np.arange(100, 110), "category_id": [1] * 5 + [2] * 5})
+    none = pd.DataFrame({"visitor_id": [], "item_id": []}, dtype=np.int64)
+
+    def written(weights):
+        reranker = Reranker.from_catalog(
+            weights, catalog, pd.Timestamp("2015-09-19", tz="UTC"), date(2015, 9, 18), 10
+        )
+        files, _ = write_recommendations(
+            model,
+            np.array([1, 2]),
+            4,
+            none,
+            np.array([], dtype=np.int64),
+            Fallback(model.popular_items),
+            "7",
+            tmp_path / str(weights.diversity),
+            per_file=10,
+            reranker=reranker,
+        )
+        rows = pd.read_parquet(files[0])
+        return rows.loc[rows["user_id"] == 2, ["rank", "item_id"]].to_numpy().tolist()
+
+    assert written(RerankWeights()) == [[1, 100], [2, 101], [3, 102], [4, 103]]
+    assert written(RerankWeights(diversity=1.0)) == [[1, 100], [2, 105], [3, 101], [4, 102]]
