@@ -15,6 +15,11 @@ Re-ranking: the challenger's top `rerank.candidates` per visitor are re-ranked w
 configured weights and with every `rerank.compare` entry, and each is scored the same way
 (NDCG, coverage, diversity, novelty, ...), so a weight's trade-off is seen before it is changed.
 
+Audit (jobs/core/audit.py): the challenger's NDCG by activity, tenure and any configured visitor
+attribute; for every model, the exposure Gini over the catalog, the share of top-10 slots by
+popularity decile and by category. Findings past `evaluate.audit` thresholds are logged as
+warnings, listed in the report and tagged on the MLflow run (`audit_warnings`).
+
 Baselines: global popularity, recent popularity (decayed), item-item and user-user neighbours.
 On a generated shop the oracle (the generator's true preferences) gives the best achievable
 NDCG@10, so the challenger's figure can be read as a share of it. Everything goes to the
@@ -34,8 +39,15 @@ import time
 import numpy as np
 import pandas as pd
 
+from jobs.core.audit import (
+    audit_warnings,
+    exposure_by_category,
+    exposure_gini,
+    segment_by_attribute,
+    segment_tenure,
+)
 from jobs.core.cli import parse_stage_args
-from jobs.core.config import Config
+from jobs.core.config import AuditConfig, Config
 from jobs.core.metrics import (
     ItemContext,
     flatten_metrics,
@@ -127,6 +139,60 @@ def compare_reranking(
         ]
         table[name] = _finite(metrics)
     return table
+
+
+def audit_lists(
+    lists: dict[str, pd.DataFrame],
+    activity: dict[str, dict],
+    truths: dict[str, pd.DataFrame],
+    ks: tuple[int, ...],
+    context: ItemContext,
+    train: pd.DataFrame,
+    as_of: pd.Timestamp,
+    settings: AuditConfig,
+    attributes: pd.DataFrame | None = None,
+) -> dict:
+    """The audit: challenger metrics per segment dimension (activity as given, tenure, each
+    attribute column), exposure per model, and the warnings past `settings`' thresholds."""
+    challenger, everyone = lists["challenger"], truths["all"]
+    visitors = everyone[VISITOR_ID].unique()
+    first_seen = train.groupby(VISITOR_ID)[EVENT_TS].min()
+    dimensions = {"tenure": segment_tenure(first_seen, visitors, as_of, settings.tenure_days)}
+    if attributes is not None:
+        for column in attributes.columns.drop(VISITOR_ID):
+            dimensions[column] = segment_by_attribute(attributes, column, visitors)
+    segments = {"activity": activity}
+    for name, labels in dimensions.items():
+        segments[name] = _finite(metrics_by_segment(challenger, everyone, ks, labels))
+    audit = {
+        "segments": segments,
+        "exposure_gini": {
+            name: _finite(round(exposure_gini(recs, 10, context.catalog_size), 6))
+            for name, recs in lists.items()
+        },
+        "exposure_by_popularity_decile": {
+            name: exposure_by_popularity_decile(recs, context.popularity, 10)
+            for name, recs in lists.items()
+        },
+        "exposure_by_category": {
+            name: exposure_by_category(recs, context.categories, 10) for name, recs in lists.items()
+        },
+    }
+    audit["warnings"] = audit_warnings(audit, settings)
+    return audit
+
+
+def read_visitor_attributes(path) -> pd.DataFrame | None:
+    """evaluate.audit.visitor_attributes as a frame (Parquet, else CSV), or None if unset."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"evaluate.audit.visitor_attributes: {path} does not exist (set it to null for none)"
+        )
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
 
 
 def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
@@ -243,10 +309,19 @@ def main(argv: list[str] | None = None) -> int:
     seconds["reranking"] = round(time.perf_counter() - started, 3)
     log.info("evaluate reranking: %s", _rerank_table(reranking).to_string())
 
-    exposure = {
-        name: exposure_by_popularity_decile(recs, context.popularity, 10)
-        for name, recs in lists.items()
-    }
+    audit = audit_lists(
+        lists,
+        results["challenger"]["segments"],
+        truths,
+        ks,
+        context,
+        train,
+        cutoff,
+        cfg.evaluate.audit,
+        read_visitor_attributes(cfg.evaluate.audit.visitor_attributes),
+    )
+    for warning in audit["warnings"]:
+        log.warning("audit: %s", warning)
     report = {
         "challenger": results["challenger"],
         "popularity": results["popularity"],
@@ -261,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             name: {"weights": cfg.rerank.variants()[name].model_dump(), "metrics": metrics}
             for name, metrics in reranking.items()
         },
-        "exposure_by_popularity_decile": exposure,
+        "exposure_by_popularity_decile": audit["exposure_by_popularity_decile"],
+        "audit": audit,
         "recommend_seconds": seconds,
         "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},
         "challenger_version": trained["model_version"],
@@ -342,6 +418,46 @@ def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     mlflow.log_figure(
         _exposure_plot(report["exposure_by_popularity_decile"]), "plots/popularity_bias.png"
     )
+    audit = report["audit"]
+    mlflow.log_table(_audit_segment_table(audit), "evaluation/audit_segments.json")
+    mlflow.log_table(_audit_exposure_table(audit), "evaluation/audit_exposure.json")
+    mlflow.log_figure(_audit_plot(audit), "plots/audit.png")
+    mlflow.log_metrics(
+        {f"audit.exposure_gini.{m}": g for m, g in audit["exposure_gini"].items() if g is not None}
+    )
+    mlflow.set_tag("audit_warnings", len(audit["warnings"]))
+    if audit["warnings"]:
+        mlflow.set_tag("audit_warning_text", " | ".join(audit["warnings"])[:5000])
+
+
+def _audit_segment_table(audit: dict) -> pd.DataFrame:
+    """One row per (dimension, segment) of the challenger's lists."""
+    rows = [
+        {"dimension": dimension, "segment": label, **metrics}
+        for dimension, segments in audit["segments"].items()
+        for label, metrics in segments.items()
+    ]
+    table = pd.DataFrame(rows)
+    first = ["dimension", "segment", "users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10"]
+    return table[[c for c in first if c in table.columns]]
+
+
+def _audit_exposure_table(audit: dict) -> pd.DataFrame:
+    """One row per model: exposure Gini, top popularity decile's share, largest category's."""
+    return pd.DataFrame(
+        [
+            {
+                "model": name,
+                "exposure_gini": gini,
+                "top_decile_share": audit["exposure_by_popularity_decile"][name][-1],
+                "largest_category_share": max(
+                    (v for c, v in audit["exposure_by_category"][name].items() if c != "other"),
+                    default=None,
+                ),
+            }
+            for name, gini in audit["exposure_gini"].items()
+        ]
+    )
 
 
 def _pyplot():
@@ -380,6 +496,24 @@ def _exposure_plot(exposure: dict[str, list[float]]):
     ax.set_ylabel("share of top-10 recommendations")
     ax.set_title("Popularity bias")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _audit_plot(audit: dict):
+    plt = _pyplot()
+    dimensions = list(audit["segments"])
+    fig, axes = plt.subplots(1, len(dimensions) + 1, figsize=(4 * (len(dimensions) + 1), 4))
+    for ax, dimension in zip(axes, dimensions, strict=False):
+        segments = audit["segments"][dimension]
+        labels = list(segments)
+        ax.bar(range(len(labels)), [segments[s].get("ndcg_at_10") or 0 for s in labels])
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"challenger NDCG@10 by {dimension}", fontsize=9)
+    gini = audit["exposure_gini"]
+    axes[-1].barh(list(gini), [v or 0 for v in gini.values()])
+    axes[-1].set_xlim(0, 1)
+    axes[-1].set_title("exposure Gini over the catalog (top 10)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -330,6 +330,30 @@ class TuneConfig(_Section):
     space: TuneSpace = Field(default_factory=TuneSpace)
 
 
+class AuditConfig(_Section):
+    """The bias and segment audit in evaluate (jobs/core/audit.py) and its warning thresholds."""
+
+    # Tenure segments: under the first number of days since a visitor's first event, between,
+    # over the second; visitors new in the test window are `unseen`.
+    tenure_days: tuple[int, int] = (7, 30)
+    # A Parquet or CSV file: visitor_id plus attribute columns (age band, region, ...); each
+    # column is a segment dimension. A relative path is under the project root. null: none.
+    visitor_attributes: Path | None = None
+    # Warn when the challenger's exposure Gini over the catalog exceeds this, in [0, 1] ...
+    max_exposure_gini: float = Field(0.95, ge=0, le=1)
+    # ... when the most popular tenth of items takes more than this share of top-10 slots ...
+    max_top_decile_share: float = Field(0.8, ge=0, le=1)
+    # ... or when a segment's NDCG@10 is below this share of the best segment's (same dimension).
+    min_segment_ndcg_ratio: float = Field(0.1, ge=0, le=1)
+
+    @field_validator("tenure_days")
+    @classmethod
+    def _ordered(cls, days: tuple[int, int]) -> tuple[int, int]:
+        if not 0 < days[0] <= days[1]:
+            raise ValueError(f"tenure_days {days}: need 0 < first <= second")
+        return days
+
+
 class EvaluateConfig(_Section):
     """Offline evaluation (jobs/evaluate.py): cut-offs, baselines, segments and the oracle."""
 
@@ -351,6 +375,7 @@ class EvaluateConfig(_Section):
     # The generator's ground_truth/ folder (a relative path is under paths.raw): scores the
     # oracle, the best achievable NDCG. null for real data; a missing folder skips the oracle.
     ground_truth: Path | None = Path("ground_truth")
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @field_validator("k")
     @classmethod
@@ -579,6 +604,10 @@ def _resolve_paths(cfg: Config, root: Path) -> Config:
         evaluate = evaluate.model_copy(
             update={"ground_truth": (paths.raw / evaluate.ground_truth).resolve()}
         )
+    attributes = evaluate.audit.visitor_attributes
+    if attributes is not None:
+        audit = evaluate.audit.model_copy(update={"visitor_attributes": absolute(attributes)})
+        evaluate = evaluate.model_copy(update={"audit": audit})
     return cfg.model_copy(update={"paths": paths, "mlflow": mlflow_cfg, "evaluate": evaluate})
 
 

@@ -73,3 +73,48 @@ def test_compare_reranking_scores_each_configuration_on_the_same_candidates():
     assert table["configured"]["diversity_at_10"] == 0
     assert table["diverse"]["diversity_at_10"] == pytest.approx(0.2)  # 1 - 36 / 45 pairs
     assert table["configured"]["coverage_at_10"] == table["diverse"]["coverage_at_10"] == 10 / 12
+
+
+def test_audit_lists_segments_by_tenure_and_attribute_and_warns_past_thresholds():
+    from jobs.core.config import AuditConfig
+    from jobs.evaluate import audit_lists
+
+    train = pd.DataFrame(
+        {
+            "visitor_id": [1, 2],
+            "item_id": [10, 11],
+            "event_ts": pd.to_datetime(["2015-09-01", "2015-06-01"], utc=True),
+        }
+    )
+    truth = pd.DataFrame({"visitor_id": [1, 2, 3], "item_id": [10, 12, 10]})
+    truths = {"main": truth[truth["visitor_id"] < 3], "all": truth}
+    # Everyone gets item 10 first; only visitors 1 and 3 bought it.
+    challenger = pd.DataFrame(
+        {"visitor_id": [1, 2, 3], "rank": [1, 1, 1], "item_id": [10, 10, 10], "score": 1.0}
+    )
+    context = ItemContext(
+        categories=pd.Series({10: 5, 11: 5, 12: 6}),
+        popularity=pd.Series({10: 1, 11: 1}),
+        n_visitors=2,
+        catalog_size=3,
+    )
+    attributes = pd.DataFrame({"visitor_id": [1, 2], "region": ["north", "south"]})
+    audit = audit_lists(
+        {"challenger": challenger},
+        {"new": {"ndcg_at_10": 0.5}},
+        truths,
+        (10,),
+        context,
+        train,
+        pd.Timestamp("2015-09-04", tz="UTC"),
+        AuditConfig(max_exposure_gini=0.5),
+        attributes,
+    )
+    tenure = {label: m["ndcg_at_10"] for label, m in audit["segments"]["tenure"].items()}
+    assert tenure == {"over_30_days": 0.0, "under_7_days": 1.0, "unseen": 1.0}
+    region = {label: m["ndcg_at_10"] for label, m in audit["segments"]["region"].items()}
+    assert region == {"north": 1.0, "south": 0.0, "unknown": 1.0}
+    # One item of three takes every slot: Gini (2*3 - 3 - 1) * 3 / (3 * 3) = 2/3.
+    assert audit["exposure_gini"]["challenger"] == pytest.approx(2 / 3, abs=1e-6)
+    assert audit["exposure_by_category"]["challenger"] == {"5": 1.0}
+    assert [w.split(" ")[0] for w in audit["warnings"]] == ["exposure", "tenure", "region"]
