@@ -20,12 +20,18 @@ staged in the lake, then published with jobs.core.storage.publish (files, manife
 verification, and only then latest.json); older dates beyond `export.retention_days` are
 deleted afterwards.
 
+When the gate kept the champion (the challenger was gated), the challenger's lists for
+`export.shadow_visitors` visitors are also published under `shadow/recommendations/`, with a
+manifest but never a latest.json, so the team can see what it would have shown; a rerun whose
+challenger is promoted deletes that date's shadow.
+
 Run alone:
     python -m jobs.export --run-date 2015-09-18 --config configs/local.yaml [--run-id ID]
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -47,7 +53,7 @@ from jobs.core.model import (
     sort_lists,
 )
 from jobs.core.paths import Lake, end_of_day, read_partition
-from jobs.core.rerank import Reranker
+from jobs.core.rerank import Reranker, seeded_uniform
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -65,6 +71,7 @@ log = logging.getLogger("export")
 
 RECS_DATASET = "recommendations"
 SIMILAR_DATASET = "similar_items"
+SHADOW_DATASET = "shadow/recommendations"
 EXPORT_COLUMNS = ["user_id", RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
 SIMILAR_COLUMNS = [ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE, MODEL_VERSION]
 
@@ -205,6 +212,21 @@ def _count(counts: dict, rows: pd.DataFrame, key: str) -> None:
         counts["rows_by_source"][source] = counts["rows_by_source"].get(source, 0) + int(k)
 
 
+def shadow_sample(visitors: np.ndarray, size: int, run_date: date) -> np.ndarray:
+    """`size` of `visitors`, sorted, chosen by a hash of visitor and date: the same visitors on
+    a rerun of the date, others the next day."""
+    if size >= len(visitors):
+        return np.sort(visitors)
+    keys = seeded_uniform(visitors, np.zeros(len(visitors), dtype=np.int64), run_date)
+    return np.sort(visitors[np.argsort(keys, kind="stable")[:size]])
+
+
+def was_gated(lake: Lake, run_date: date) -> bool:
+    """True when the date's gate report says the challenger was not promoted."""
+    path = lake.stage_report(run_date, "gate")
+    return path.is_file() and json.loads(path.read_text())["decision"] == "gated"
+
+
 def _default_run_id() -> str:
     # Names this attempt only; no data depends on it.
     return "manual-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -273,6 +295,64 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
         catalog,
         reranker,
     )
+
+
+def publish_shadow(
+    cfg: Config, lake: Lake, run_date: date, run_id: str, inputs: ExportInputs, client, facts
+) -> dict | None:
+    """The gated challenger's lists for a sample of visitors, under shadow/ (no latest.json);
+    None, and the date's shadow deleted, when the challenger was promoted or shadows are off."""
+    from jobs.core.storage import apply_retention, publish, remove_date
+    from jobs.core.tracking import load_recommender
+
+    ex = cfg.export
+    if not ex.shadow_visitors or not was_gated(lake, run_date):
+        remove_date(client, cfg.storage, SHADOW_DATASET, run_date)
+        return None
+    trained = lake.read_stage_report(run_date, "train")
+    sample = shadow_sample(inputs.visitors, ex.shadow_visitors, run_date)
+    files, counts = write_recommendations(
+        load_recommender(trained["model_uri"]),
+        sample,
+        ex.top_n,
+        inputs.exclude,
+        inputs.blocked,
+        inputs.fallback,
+        str(trained["model_version"]),
+        lake.partition("exports", "shadow_recommendations", run_date),
+        ex.visitors_per_file,
+        inputs.reranker,
+    )
+    shadow_facts = {
+        **facts,
+        "model_version": str(trained["model_version"]),
+        "champion_version": inputs.model_version,
+        "shadow": True,
+    }
+    pub = publish(
+        client,
+        cfg.storage,
+        SHADOW_DATASET,
+        run_date,
+        run_id,
+        files,
+        {**counts, "list_length": ex.top_n, **shadow_facts},
+        move_latest=False,
+    )
+    deleted = apply_retention(client, cfg.storage, SHADOW_DATASET, run_date, ex.retention_days)
+    log.info(
+        "shadow: challenger %s for %d visitors at %s",
+        trained["model_version"],
+        len(sample),
+        pub.uri,
+    )
+    return {
+        **counts,
+        "model_version": str(trained["model_version"]),
+        "uri": pub.uri,
+        "files": [f["key"] for f in pub.manifest["files"]],
+        "retention_deleted": deleted,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "files": [f["key"] for f in pub.manifest["files"]],
             "retention_deleted": deleted,
         }
+    report["shadow"] = publish_shadow(cfg, lake, run_date, run_id, inputs, client, facts)
     lake.write_stage_report(run_date, "export", report)
     log.info("export %s: %s", run_date, report)
     return 0

@@ -406,6 +406,9 @@ class ExportConfig(_Section):
     # new publication succeeded.
     retention_days: int = Field(7, gt=0)
     exclude_seen_event_types: tuple[str, ...] = ("purchase",)
+    # When the gate keeps the champion, the challenger's lists for this many visitors (chosen by
+    # a hash of visitor and date) go to shadow/recommendations/, never to latest.json. 0: off.
+    shadow_visitors: int = Field(1000, ge=0)
 
     @field_validator("exclude_seen_event_types")
     @classmethod

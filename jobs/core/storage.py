@@ -5,6 +5,7 @@ Layout under ``s3://BUCKET/PREFIX/``:
     <dataset>/dt=YYYY-MM-DD/run=RUN_ID/<files>      the export of one attempt
     <dataset>/dt=YYYY-MM-DD/run=RUN_ID/_manifest.json
     <dataset>/latest.json                            points at the newest complete run
+    shadow/<dataset>/dt=YYYY-MM-DD/run=RUN_ID/...   a gated challenger's lists; no latest.json
 
 Files are uploaded (multipart above 8 MB, retried), then the manifest, then every object is
 verified (size and sha256 metadata), and only then ``latest.json`` moves. A consumer that reads
@@ -59,7 +60,7 @@ class Publication:
     bucket: str
     prefix: str  # the run's folder, ends without a slash
     manifest: dict[str, Any]
-    latest: dict[str, Any]
+    latest: dict[str, Any] | None  # None: published without moving latest.json (shadow)
 
     @property
     def uri(self) -> str:
@@ -78,8 +79,10 @@ def publish(
     run_id: str,
     files: list[Path],
     facts: dict[str, Any],
+    move_latest: bool = True,
 ) -> Publication:
-    """Upload `files` as one run of `dataset` for `run_date`, verify, then move latest.json.
+    """Upload `files` as one run of `dataset` for `run_date`, verify, then move latest.json
+    (unless `move_latest` is False: consumers following latest.json never see this run).
 
     `facts` (counts, model version, config hash, ...) go into the manifest as they are.
     """
@@ -114,18 +117,20 @@ def publish(
         ContentType="application/json",
     )
     _verify(client, storage.bucket, entries)
-    latest = {
-        "logical_date": run_date.isoformat(),
-        "run_id": run_id,
-        "prefix": f"s3://{storage.bucket}/{run_prefix}/",
-        "manifest": f"s3://{storage.bucket}/{run_prefix}/{MANIFEST}",
-    }
-    client.put_object(
-        Bucket=storage.bucket,
-        Key=f"{root}/{LATEST}",
-        Body=json.dumps(latest, indent=2, sort_keys=True).encode(),
-        ContentType="application/json",
-    )
+    latest = None
+    if move_latest:
+        latest = {
+            "logical_date": run_date.isoformat(),
+            "run_id": run_id,
+            "prefix": f"s3://{storage.bucket}/{run_prefix}/",
+            "manifest": f"s3://{storage.bucket}/{run_prefix}/{MANIFEST}",
+        }
+        client.put_object(
+            Bucket=storage.bucket,
+            Key=f"{root}/{LATEST}",
+            Body=json.dumps(latest, indent=2, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
     _delete_other_runs(client, storage.bucket, f"{root}/dt={run_date.isoformat()}/", run_prefix)
     return Publication(bucket=storage.bucket, prefix=run_prefix, manifest=manifest, latest=latest)
 
@@ -152,6 +157,12 @@ def _delete_other_runs(client, bucket: str, date_prefix: str, keep_prefix: str |
     ]
     for start in range(0, len(stale), 1000):
         client.delete_objects(Bucket=bucket, Delete={"Objects": stale[start : start + 1000]})
+
+
+def remove_date(client, storage: StorageConfig, dataset: str, run_date: date) -> None:
+    """Delete every run of `dataset` for `run_date` (a rerun that no longer produces it)."""
+    root = dataset_prefix(storage, dataset)
+    _delete_other_runs(client, storage.bucket, f"{root}/dt={run_date.isoformat()}/", None)
 
 
 def apply_retention(

@@ -135,10 +135,25 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert len(trials) == 2 and all("best_validation_ndcg" in t.data.metrics for t in trials)
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {
+        "plots/audit.png",
         "plots/learning_curves.png",
         "plots/ndcg_by_segment.png",
         "plots/popularity_bias.png",
     }
+    # The re-ranking trade-off table and the audit, side by side in the run.
+    tables = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {
+        "evaluation/rerank.json",
+        "evaluation/audit_segments.json",
+        "evaluation/audit_exposure.json",
+    } <= tables
+    evaluation = json.loads((lake / "_runs/dt=2015-09-18/evaluate.json").read_text())
+    assert set(evaluation["reranking"]) == {"configured", *cfg.rerank.compare}
+    configured = evaluation["reranking"]["configured"]["metrics"]["ndcg_at_10"]
+    # The default weights keep the model's order (up to ties in the deeper list's scores).
+    assert configured == pytest.approx(evaluation["challenger"]["ndcg_at_10"], abs=1e-3)
+    assert "audit_warnings" in run.data.tags and "audit.exposure_gini.challenger" in metrics
+    assert set(evaluation["audit"]["segments"]) == {"activity", "tenure"}
     assert run.inputs.dataset_inputs[0].dataset.source
     # The champion loads in a fresh Python process and recommends, known visitor or not.
     visitors = pd.read_parquet(lake / "splits/train/dt=2015-09-18")["visitor_id"].unique()[:3]
@@ -188,3 +203,12 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert [f["sha256"] for f in manifest2["files"]] == [f["sha256"] for f in manifest["files"]]
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="e2e")["Contents"]]
     assert not [k for k in keys if f"run={latest['run_id']}/" in k]  # the old run is gone
+    # The gated challenger's lists went to shadow/, with a manifest and no latest.json.
+    shadow_keys = [k for k in keys if k.startswith("nightly/shadow/recommendations/")]
+    shadow_manifest = _get_json(
+        client, "e2e", next(k for k in shadow_keys if k.endswith("_manifest.json"))
+    )
+    assert shadow_manifest["model_version"] == "2" and shadow_manifest["champion_version"] == "1"
+    assert shadow_manifest["users"] == min(cfg.export.shadow_visitors, manifest["users"])
+    assert shadow_manifest["rows"] == shadow_manifest["users"] * cfg.export.top_n
+    assert not [k for k in shadow_keys if k.endswith("latest.json")]

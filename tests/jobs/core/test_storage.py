@@ -3,7 +3,13 @@ from datetime import date
 
 import pytest
 
-from jobs.core.storage import PublicationError, apply_retention, publish, sha256_of
+from jobs.core.storage import (
+    PublicationError,
+    apply_retention,
+    publish,
+    remove_date,
+    sha256_of,
+)
 
 DAY = date(2015, 9, 18)
 
@@ -111,3 +117,20 @@ def test_retention_keeps_the_newest_days_and_the_run_date(bucket, tmp_path):
     assert deleted == ["nightly/recs/dt=2015-09-02/"]
     dates = {k.split("/")[2] for k in _keys(client, storage.bucket) if "/dt=" in k}
     assert dates == {"dt=2015-09-01", "dt=2015-09-03", "dt=2015-09-04"}
+
+
+def test_a_shadow_publication_leaves_latest_alone_and_a_date_can_be_removed(bucket, tmp_path):
+    client, storage = bucket
+    files = _files(tmp_path, {"a.jsonl": b"1\n"})
+    publish(client, storage, "recs", DAY, "r1", files, {})
+    pub = publish(client, storage, "shadow/recs", DAY, "r1", files, {}, move_latest=False)
+    assert pub.latest is None
+    shadow_run = "nightly/shadow/recs/dt=2015-09-18/run=r1"
+    assert [k for k in _keys(client, storage.bucket) if k.startswith("nightly/shadow/")] == [
+        f"{shadow_run}/_manifest.json",
+        f"{shadow_run}/a.jsonl",
+    ]
+    assert _latest(client, storage)["run_id"] == "r1"  # the live dataset's pointer only
+    remove_date(client, storage, "shadow/recs", DAY)
+    assert not [k for k in _keys(client, storage.bucket) if k.startswith("nightly/shadow/")]
+    assert "nightly/recs/latest.json" in _keys(client, storage.bucket)
