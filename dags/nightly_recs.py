@@ -4,6 +4,7 @@
 Every night, for the logical date `ds`:
 
     ingest -> clean -> validate -> split -> train -> evaluate -> gate -> export -> summarize
+      -> monitor
 
 | task | what it does | runs as |
 |---|---|---|
@@ -12,12 +13,16 @@ Every night, for the logical date `ds`:
 | validate | Great Expectations: bronze, silver, catalog; Data Docs; stops bad data | spark-submit |
 | split | chronological train / test, the catalog as of the cutoff | spark-submit |
 | train | tuned implicit ALS (trials as nested runs), registered as `challenger` | python |
-| evaluate | challenger vs four baselines, the champion and the oracle on the test window | python |
+| evaluate | challenger vs baselines, champion, oracle; re-ranking trade-offs; bias audit | python |
 | gate | promotes the challenger to `champion`, or is **skipped** when it is worse | python |
 | export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | python |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
+| monitor | tonight vs the trailing nights; **fails** (the alert) when a fact drifts | python |
 
-A skipped `gate` means the run was gated: the export republishes the existing champion.
+A skipped `gate` means the run was gated: the export republishes the existing champion and
+publishes the challenger's lists for a sample of visitors under `shadow/` (never latest.json).
+A failed `monitor` (no retries) is a night-over-night alert: the lists are published, and the
+task log and the monitor report (MLflow: monitor/) say which fact moved.
 A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`
 and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/core/alerts.py).
 Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
@@ -34,7 +39,7 @@ from pathlib import Path
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import Param, dag
+from airflow.sdk import Param, chain, dag
 
 from jobs.core.alerts import on_failure
 
@@ -101,7 +106,9 @@ def nightly_recs():
         trigger_rule="none_failed",
     )
     summarize = _python_stage("summarize", trigger_rule="none_failed", do_xcom_push=True)
-    ingest >> clean >> validate >> split >> train >> evaluate >> gate >> export >> summarize
+    # A drift fails the same way on every try; the alert should not wait for retries.
+    monitor = _python_stage("monitor", trigger_rule="none_failed", retries=0)
+    chain(ingest, clean, validate, split, train, evaluate, gate, export, summarize, monitor)
 
 
 nightly_recs()

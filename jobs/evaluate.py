@@ -65,6 +65,7 @@ from jobs.core.model import (
 from jobs.core.paths import read_partition
 from jobs.core.rerank import Reranker
 from jobs.core.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
+from jobs.core.tracking import pyplot
 
 log = logging.getLogger("evaluate")
 
@@ -460,17 +461,8 @@ def _audit_exposure_table(audit: dict) -> pd.DataFrame:
     )
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _segment_plot(results: dict):
-    plt = _pyplot()
+    plt = pyplot()
     names = [m for m in results if "segments" in results[m]]
     labels = sorted({s for m in names for s in results[m]["segments"]})
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -487,7 +479,7 @@ def _segment_plot(results: dict):
 
 
 def _exposure_plot(exposure: dict[str, list[float]]):
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, shares in exposure.items():
         ax.plot(range(1, 11), shares, marker="o", label=name)
@@ -501,7 +493,7 @@ def _exposure_plot(exposure: dict[str, list[float]]):
 
 
 def _audit_plot(audit: dict):
-    plt = _pyplot()
+    plt = pyplot()
     dimensions = list(audit["segments"])
     fig, axes = plt.subplots(1, len(dimensions) + 1, figsize=(4 * (len(dimensions) + 1), 4))
     for ax, dimension in zip(axes, dimensions, strict=False):

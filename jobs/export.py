@@ -53,7 +53,7 @@ from jobs.core.model import (
     sort_lists,
 )
 from jobs.core.paths import Lake, end_of_day, read_partition
-from jobs.core.rerank import Reranker, seeded_uniform
+from jobs.core.rerank import Reranker, sample_visitors
 from jobs.core.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -212,15 +212,6 @@ def _count(counts: dict, rows: pd.DataFrame, key: str) -> None:
         counts["rows_by_source"][source] = counts["rows_by_source"].get(source, 0) + int(k)
 
 
-def shadow_sample(visitors: np.ndarray, size: int, run_date: date) -> np.ndarray:
-    """`size` of `visitors`, sorted, chosen by a hash of visitor and date: the same visitors on
-    a rerun of the date, others the next day."""
-    if size >= len(visitors):
-        return np.sort(visitors)
-    keys = seeded_uniform(visitors, np.zeros(len(visitors), dtype=np.int64), run_date)
-    return np.sort(visitors[np.argsort(keys, kind="stable")[:size]])
-
-
 def was_gated(lake: Lake, run_date: date) -> bool:
     """True when the date's gate report says the challenger was not promoted."""
     path = lake.stage_report(run_date, "gate")
@@ -310,7 +301,7 @@ def publish_shadow(
         remove_date(client, cfg.storage, SHADOW_DATASET, run_date)
         return None
     trained = lake.read_stage_report(run_date, "train")
-    sample = shadow_sample(inputs.visitors, ex.shadow_visitors, run_date)
+    sample = sample_visitors(inputs.visitors, ex.shadow_visitors, run_date)
     files, counts = write_recommendations(
         load_recommender(trained["model_uri"]),
         sample,

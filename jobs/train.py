@@ -306,11 +306,9 @@ def _log_trial(trial: TrialResult) -> None:
 
 
 def _learning_curves(trials: list[TrialResult], k: int):
-    import matplotlib
+    from jobs.core.tracking import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for t in trials:
         p = t.params

@@ -78,10 +78,15 @@ def record(alert: dict[str, Any], reports: Path | None) -> None:
 
 
 def on_failure(context: dict[str, Any]) -> None:
-    """Airflow on_failure_callback: record the alert, then notify the webhook if configured."""
+    """Airflow on_failure_callback: record the alert, then notify the webhook if configured.
+    When the failed task's stage report lists `alerts` (the monitor's findings), they go in."""
     alert = alert_from_context(context)
     try:
-        reports = _reports_folder(context)
+        cfg = _config(context)
+        reports = None if cfg is None else cfg.paths.reports
+        findings = None if cfg is None else _findings(cfg, alert)
+        if findings:
+            alert["findings"] = findings
     except Exception:
         log.exception("could not read the run's config; the alert goes to the log only")
         reports = None
@@ -98,11 +103,24 @@ def on_failure(context: dict[str, Any]) -> None:
         log.exception("could not send the alert to the %s webhook", ALERT_CONN_ID)
 
 
-def _reports_folder(context: dict[str, Any]) -> Path | None:
-    """paths.reports of the run's config (the DAG's `config` param), or None if unreadable."""
+def _config(context: dict[str, Any]):
+    """The run's config (the DAG's `config` param), or None when the run names none."""
     from jobs.core.config import load_config
 
     config = (context.get("params") or {}).get("config")
-    if not config:
+    return load_config(Path(config)) if config else None
+
+
+def _findings(cfg, alert: dict[str, Any]) -> list[str] | None:
+    """The `alerts` of the failed task's stage report for the logical date, if it has any."""
+    from datetime import datetime
+
+    from jobs.core.paths import Lake
+
+    if not alert["task_id"] or not alert["logical_date"]:
         return None
-    return load_config(Path(config)).paths.reports
+    day = datetime.fromisoformat(alert["logical_date"]).date()
+    path = Lake(cfg.paths.lake).stage_report(day, alert["task_id"])
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("alerts") or None

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from jobs.core.schemas import EVENT_TYPES
+from jobs.core.schemas import EVENT_TYPES, MONITOR_FACTS
 
 ENV_PREFIX = "RECS__"
 
@@ -475,6 +475,36 @@ class RerankConfig(RerankWeights):
         return {"configured": self.weights(), **named}
 
 
+class MonitorBounds(_Section):
+    """When a night's value of a fact alerts: against the trailing nights' median (relative)
+    or on its own (absolute). Unset bounds are not checked."""
+
+    max_drop: float | None = Field(None, gt=0, le=1)  # below (1 - max_drop) x median
+    max_rise: float | None = Field(None, gt=0)  # above (1 + max_rise) x median
+    min: float | None = None
+    max: float | None = None
+
+
+class MonitorConfig(_Section):
+    """Night-over-night monitoring (jobs/monitor.py): what alerts, compared with what."""
+
+    # The nights compared against: those of the last `trailing_days` days with a monitor record;
+    # relative bounds need at least `min_nights` of them.
+    trailing_days: int = Field(7, gt=0)
+    min_nights: int = Field(3, gt=0)
+    # Visitors (a hash of visitor and date picks them) whose lists are compared with yesterday's.
+    overlap_visitors: int = Field(10_000, gt=0)
+    checks: dict[str, MonitorBounds] = Field(default_factory=dict)
+
+    @field_validator("checks")
+    @classmethod
+    def _known_facts(cls, checks: dict[str, MonitorBounds]) -> dict[str, MonitorBounds]:
+        unknown = sorted(set(checks) - set(MONITOR_FACTS))
+        if unknown:
+            raise ValueError(f"unknown facts {unknown}; the monitor records {MONITOR_FACTS}")
+        return checks
+
+
 class MlflowConfig(_Section):
     tracking_uri: str
     artifact_root: Path
@@ -503,6 +533,7 @@ class Config(_Section):
     gate: GateConfig
     export: ExportConfig
     rerank: RerankConfig = Field(default_factory=RerankConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     mlflow: MlflowConfig
     storage: StorageConfig
     source_file: Path = Field(exclude=True)

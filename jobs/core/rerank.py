@@ -170,6 +170,15 @@ def seeded_uniform(visitors: np.ndarray, items: np.ndarray, day: date) -> np.nda
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+def sample_visitors(visitors: np.ndarray, size: int, run_date: date) -> np.ndarray:
+    """`size` of `visitors`, sorted, chosen by a hash of visitor and date: the same visitors on
+    a rerun of the date, others the next day."""
+    if size >= len(visitors):
+        return np.sort(visitors)
+    keys = seeded_uniform(visitors, np.zeros(len(visitors), dtype=np.int64), run_date)
+    return np.sort(visitors[np.argsort(keys, kind="stable")[:size]])
+
+
 def _list_rows(visitors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # visitors sorted: each row's list index, and where each list starts.
     new = np.r_[True, visitors[1:] != visitors[:-1]]

@@ -69,3 +69,13 @@ def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> Model
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures are files for MLflow, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -7,7 +7,7 @@ process (the Spark ones with their own session, so JVM start is counted):
 
     ingest (history: every day before --date, one partition), ingest (the day), clean, validate,
     split, train (a search night, --retune), train again (a night that reuses the search),
-    evaluate, gate, export (to a local S3 endpoint), summarize
+    evaluate, gate, export (to a local S3 endpoint), summarize, monitor
 
 and measures each one: wall seconds, CPU seconds and peak resident memory of its whole process
 group (the stage's Python and its JVM); with --repeat N each stage runs N times in a row and
@@ -157,7 +157,8 @@ def run(
     side_repeat: int = 3,
     resume: bool = False,
 ) -> dict:
-    """Every step in STEPS order, each measured; stops after step `until` when given.
+    """Every step of the `steps` table below, in order, each measured; stops after step
+    `until` when given.
 
     Each step's figures are saved to <workdir>/figures.json as soon as it ends; with `resume`,
     the workspace is kept and the steps found there are not run again, so a long run (scale 10)
@@ -185,15 +186,19 @@ def run(
     checkpoint = workdir / "figures.json"
     figures: dict = json.loads(checkpoint.read_text()) if checkpoint.is_file() else {}
 
-    def stage(name: str, args: tuple[str, ...] = (), times: int = repeat, **kwargs) -> dict:
-        cmd = _stage(name.removesuffix("_reuse"), run_date, config) + list(args)
-        return repeated(cmd, env, logs / name, times, **kwargs)
+    def stage(
+        name: str, args: tuple[str, ...] = (), times: int = repeat, day: date = run_date, **kw
+    ) -> dict:
+        # The step's name is the job's, but for a suffix saying which run of it this is.
+        job = name.removesuffix("_reuse").removesuffix("_history").removesuffix("_day")
+        cmd = _stage(job, day, config) + list(args)
+        return repeated(cmd, env, logs / name, times, **kw)
 
     def with_rows(figure: dict, rows: int) -> dict:
         return {**figure, "rows": rows, "rows_per_second": round(rows / figure["seconds"])}
 
-    def ingest(day: date, label: str) -> dict:
-        figure = repeated(_stage("ingest", day, config), env, logs / label, repeat)
+    def ingest(day: date, name: str) -> dict:
+        figure = stage(name, day=day)
         return with_rows(figure, lake.read_stage_report(day, "ingest")["raw_rows"])
 
     def landed() -> dict:
@@ -259,6 +264,7 @@ def run(
         "gate": lambda: stage("gate", ok=(0, GATED_EXIT_CODE)),
         "export": export,
         "summarize": lambda: stage("summarize", times=1),
+        "monitor": lambda: stage("monitor", times=1),
         "vs_bare_implicit": lambda: side_by_side(run_date, config, env, workdir, side_repeat),
     }
     started: list[str] = []
@@ -319,7 +325,7 @@ EXPORT_SAMPLE = 150_000
 
 # What the DAG runs every night (the history load and the bench's own steps are not part of it).
 NIGHTLY = ("ingest_day", "clean", "validate", "split", "train", "evaluate", "gate", "export")
-NIGHTLY += ("summarize",)
+NIGHTLY += ("summarize", "monitor")
 
 
 def nightly_totals(figures: dict) -> dict:

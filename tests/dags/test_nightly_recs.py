@@ -6,7 +6,18 @@ from pathlib import Path
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "nightly_recs"
-ORDER = ["ingest", "clean", "validate", "split", "train", "evaluate", "gate", "export", "summarize"]
+ORDER = [
+    "ingest",
+    "clean",
+    "validate",
+    "split",
+    "train",
+    "evaluate",
+    "gate",
+    "export",
+    "summarize",
+    "monitor",
+]
 
 
 def test_dag_imports_without_errors(dagbag):
@@ -25,7 +36,10 @@ def test_schedule_and_operating_defaults(dagbag):
     dag = dagbag.dags[DAG_ID]
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    assert all(t.retries >= 2 for t in dag.tasks)
+    # Every task retries, except the monitor: its failure is the night-over-night alert.
+    assert all(t.retries >= 2 for t in dag.tasks if t.task_id != "monitor")
+    assert dag.get_task("monitor").retries == 0
+    assert dag.get_task("monitor").trigger_rule == "none_failed"
     assert all(t.retry_exponential_backoff for t in dag.tasks)
     assert all(t.on_failure_callback for t in dag.tasks)  # jobs/core/alerts.py
     spark_tasks = {t.task_id for t in dag.tasks if t.task_type == "SparkSubmitOperator"}

@@ -179,6 +179,15 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     sizes = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert sizes == {str(v): 5 for v in [*visitors, -1]}, fresh.stderr[-2000:]
 
+    # The monitor recorded the night; with no earlier night, it had nothing to compare with.
+    night = json.loads((lake / "_runs/dt=2015-09-18/monitor.json").read_text())
+    assert night["alerts"] == [] and night["trailing"] == {}
+    assert night["facts"]["ndcg_at_10"] == metrics["ndcg_at_10"]
+    assert night["facts"]["events.view"] > 0 and night["facts"]["stale_ratio"] is None
+    # Make that night "yesterday", so the rerun below has a trailing night to be compared with.
+    yesterday = lake / "_runs/dt=2015-09-17/monitor.json"
+    yesterday.write_text((lake / "_runs/dt=2015-09-18/monitor.json").read_text())
+
     # Rerun the date with a deliberately bad model: gated, champion kept, same lists republished.
     bad = "train:\n  regularization: 1000000.0\ntune:\n  trials: 0\n"
     gated = write_overlay(s3_endpoint, "e2e", bad)
@@ -190,6 +199,11 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     states = _states(second)
     assert states["gate"] == "skipped", states
     assert states["export"] == "success" and states["summarize"] == "success", states
+    # The degraded model fired the night-over-night alert: monitor failed, with its findings.
+    assert states["monitor"] == "failed" and str(second.state) == "failed", states
+    alerts = [json.loads(line) for line in (cfg.paths.reports / "alerts.jsonl").open()]
+    assert [a["task_id"] for a in alerts] == ["monitor"]
+    assert [f.split(" ")[0] for f in alerts[0]["findings"]] == ["ndcg_at_10"]
     assert (
         str(mlflow_client.get_model_version_by_alias(cfg.mlflow.model_name, "champion").version)
         == "1"

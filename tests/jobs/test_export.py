@@ -7,9 +7,8 @@ import pytest
 
 from jobs.core.config import RerankWeights
 from jobs.core.model import Fallback, PopularityRecommender
-from jobs.core.rerank import Reranker
+from jobs.core.rerank import Reranker, sample_visitors
 from jobs.export import (
-    shadow_sample,
     to_export_rows,
     to_personalize_lines,
     write_recommendations,
@@ -110,10 +109,10 @@ def test_a_diversity_weight_changes_the_written_lists(tmp_path):
     assert written(RerankWeights(diversity=1.0)) == [[1, 100], [2, 105], [3, 101], [4, 102]]
 
 
-def test_shadow_sample_is_fixed_by_the_date():
+def test_the_shadow_sample_is_fixed_by_the_date():
     visitors = np.arange(1000, 2000)
-    monday = shadow_sample(visitors, 10, date(2015, 9, 18))
+    monday = sample_visitors(visitors, 10, date(2015, 9, 18))
     assert len(monday) == 10 and np.all(np.diff(monday) > 0) and np.isin(monday, visitors).all()
-    assert np.array_equal(monday, shadow_sample(visitors[::-1], 10, date(2015, 9, 18)))
-    assert not np.array_equal(monday, shadow_sample(visitors, 10, date(2015, 9, 19)))
-    assert np.array_equal(shadow_sample(visitors[:5], 10, date(2015, 9, 18)), visitors[:5])
+    assert np.array_equal(monday, sample_visitors(visitors[::-1], 10, date(2015, 9, 18)))
+    assert not np.array_equal(monday, sample_visitors(visitors, 10, date(2015, 9, 19)))
+    assert np.array_equal(sample_visitors(visitors[:5], 10, date(2015, 9, 18)), visitors[:5])

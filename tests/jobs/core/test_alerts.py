@@ -86,3 +86,22 @@ def test_a_broken_webhook_never_hides_the_failure(monkeypatch, caplog):
     alerts.on_failure(_context())  # must not raise
     assert "ALERT" in caplog.text
     assert "could not send the alert" in caplog.text
+
+
+def test_a_failed_monitor_sends_its_findings_with_the_alert(cfg, tmp_path, monkeypatch):
+    from jobs.core.paths import Lake
+
+    monkeypatch.setattr(alerts, "webhook_url", lambda: None)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        f"extends: {cfg.source_file}\npaths:\n  reports: {tmp_path / 'reports'}\n"
+        f"  lake: {tmp_path / 'lake'}\n"
+    )
+    findings = ["ndcg_at_10 0.01 >= 0.08 (trailing median 0.1): OUT OF BOUNDS"]
+    Lake(tmp_path / "lake").write_stage_report(
+        datetime(2015, 9, 18).date(), "monitor", {"alerts": findings}
+    )
+    monkeypatch.setattr(TI, "task_id", "monitor")
+    alerts.on_failure(_context(overlay))
+    [alert] = [json.loads(line) for line in (tmp_path / "reports" / "alerts.jsonl").open()]
+    assert alert["task_id"] == "monitor" and alert["findings"] == findings
