@@ -263,7 +263,7 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
     weights = cfg.rerank.weights()
     reranker = None
     if not weights.is_identity:
-        reranker = Reranker.from_catalog(weights, catalog, as_of, cfg.rerank.candidates)
+        reranker = Reranker.from_catalog(weights, catalog, as_of, run_date, cfg.rerank.candidates)
     fallback = build_fallback(
         events,
         catalog,

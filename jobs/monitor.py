@@ -80,7 +80,7 @@ def check_night(
 ) -> tuple[list[dict], list[dict]]:
     """(every check made, the failed ones). A check is fact, value, bound, limit, baseline
     (the trailing median, for relative bounds) and a message. A fact without a value tonight is
-    not checked; relative bounds need `min_nights` earlier values."""
+    not checked; relative bounds need `min_nights` earlier values and a median other than 0."""
     made = []
     for fact, bounds in checks.items():
         value = facts.get(fact)
@@ -88,6 +88,8 @@ def check_night(
             continue
         earlier = [n[fact] for n in trailing if n.get(fact) is not None]
         median = float(np.median(earlier)) if len(earlier) >= min_nights else None
+        if median == 0:
+            median = None  # no relative change from nothing (a first quarantined row)
         limits = [("min", bounds.min, None), ("max", bounds.max, None)]
         if median is not None:
             if bounds.max_drop is not None:
@@ -100,6 +102,7 @@ def check_night(
             low = bound in ("min", "max_drop")
             ok = value >= limit if low else value <= limit
             against = "" if baseline is None else f" (trailing median {baseline:.6g})"
+            verdict = "ok" if ok else ("too low" if low else "too high")
             made.append(
                 {
                     "fact": fact,
@@ -108,8 +111,8 @@ def check_night(
                     "limit": limit,
                     "baseline": baseline,
                     "ok": ok,
-                    "message": f"{fact} {value:.6g} {'>=' if low else '<='} {limit:.6g}"
-                    f"{against}" + ("" if ok else ": OUT OF BOUNDS"),
+                    "message": f"{fact} = {value:.6g}; {bound} limit {limit:.6g}{against}: "
+                    + verdict,
                 }
             )
     return made, [c for c in made if not c["ok"]]
@@ -125,26 +128,30 @@ def trailing_records(lake: Lake, run_date: date, days: int) -> dict[str, dict]:
     return found
 
 
-def _exported(lake: Lake, run_date: date, visitors: np.ndarray | None, columns: list[str]):
-    """The date's staged recommendations (lake exports), optionally only `visitors`; None if
-    that date exported nothing."""
+def _recommendations(lake: Lake, run_date: date):
+    """The date's staged recommendations (lake exports, its Parquet files) as an Arrow
+    dataset, or None if that date exported nothing."""
     import pyarrow.dataset as ds
 
-    path = lake.partition("exports", "recommendations", run_date)
-    if not path.is_dir():
+    files = sorted(lake.partition("exports", "recommendations", run_date).glob("*.parquet"))
+    return ds.dataset([str(f) for f in files], format="parquet") if files else None
+
+
+def _exported(lake: Lake, run_date: date, visitors: np.ndarray | None, columns: list[str]):
+    """The date's exported rows (only `visitors`' when given), or None if it exported nothing."""
+    import pyarrow.dataset as ds
+
+    data = _recommendations(lake, run_date)
+    if data is None:
         return None
-    data = ds.dataset(path, format="parquet")
     where = None if visitors is None else ds.field(USER_ID).isin(visitors)
     return data.to_table(columns=columns, filter=where).to_pandas()
 
 
 def _listed_items(lake: Lake, run_date: date) -> int:
     """Distinct items across every exported list of the date, read a batch at a time."""
-    import pyarrow.dataset as ds
-
-    path = lake.partition("exports", "recommendations", run_date)
     seen = np.array([], dtype=np.int64)
-    for batch in ds.dataset(path, format="parquet").to_batches(columns=[ITEM_ID]):
+    for batch in _recommendations(lake, run_date).to_batches(columns=[ITEM_ID]):
         seen = np.union1d(seen, batch.column(0).to_numpy())
     return len(seen)
 
@@ -234,10 +241,12 @@ def _trend_plot(report: dict, run_date: date):
     for ax, fact in zip(axes.flat, MONITOR_FACTS, strict=False):
         dates = [d for d, f in nights.items() if f.get(fact) is not None]
         values = [nights[d][fact] for d in dates]
-        ax.plot([d[5:] for d in dates], values, marker="o")
+        ax.plot(range(len(dates)), values, marker="o")
         if dates and dates[-1] == run_date.isoformat():
-            ax.plot([dates[-1][5:]], [values[-1]], "o", color="red" if fact in failed else "green")
-        ax.set_title(fact + ("  OUT OF BOUNDS" if fact in failed else ""), fontsize=9)
+            color = "red" if fact in failed else "green"
+            ax.plot([len(dates) - 1], [values[-1]], "o", color=color)
+        ax.set_xticks(range(len(dates)), [d[5:] for d in dates])
+        ax.set_title(fact + ("  (out of bounds)" if fact in failed else ""), fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(MONITOR_FACTS) :]:
         ax.axis("off")

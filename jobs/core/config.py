@@ -340,11 +340,11 @@ class AuditConfig(_Section):
     # column is a segment dimension. A relative path is under the project root. null: none.
     visitor_attributes: Path | None = None
     # Warn when the challenger's exposure Gini over the catalog exceeds this, in [0, 1] ...
-    max_exposure_gini: float = Field(0.95, ge=0, le=1)
+    max_exposure_gini: float = Field(0.99, ge=0, le=1)
     # ... when the most popular tenth of items takes more than this share of top-10 slots ...
-    max_top_decile_share: float = Field(0.8, ge=0, le=1)
+    max_top_decile_share: float = Field(0.95, ge=0, le=1)
     # ... or when a segment's NDCG@10 is below this share of the best segment's (same dimension).
-    min_segment_ndcg_ratio: float = Field(0.1, ge=0, le=1)
+    min_segment_ndcg_ratio: float = Field(0.05, ge=0, le=1)
 
     @field_validator("tenure_days")
     @classmethod

@@ -70,8 +70,8 @@ def test_a_drop_in_volume_and_a_worse_model_are_out_of_bounds():
     ]
     assert failed[0]["limit"] == 50 and failed[0]["baseline"] == 100
     assert failed[1]["limit"] == pytest.approx(0.152)
-    assert (
-        "OUT OF BOUNDS" in failed[1]["message"] and "trailing median 0.19" in failed[1]["message"]
+    assert failed[1]["message"] == (
+        "ndcg_at_10 = 0.1; max_drop limit 0.152 (trailing median 0.19): too low"
     )
     assert len(made) == 4  # views twice, NDCG, stale ratio
 
@@ -91,6 +91,12 @@ def test_relative_bounds_wait_for_enough_nights_but_absolute_ones_do_not():
         ("stale_ratio", "max"),
     ]
     assert check_night(tonight, [], CHECKS, min_nights=1)[1] == [failed[1]]
+
+
+def test_a_rise_from_nothing_is_not_a_relative_change():
+    checks = {"quarantine_rate": MonitorBounds(max_rise=1.0)}
+    trailing = [{"quarantine_rate": 0.0}] * 3
+    assert check_night({"quarantine_rate": 0.001}, trailing, checks, 1) == ([], [])
 
 
 def test_trailing_records_are_the_earlier_nights_within_the_window(tmp_path):

@@ -97,7 +97,7 @@ def test_a_failed_monitor_sends_its_findings_with_the_alert(cfg, tmp_path, monke
         f"extends: {cfg.source_file}\npaths:\n  reports: {tmp_path / 'reports'}\n"
         f"  lake: {tmp_path / 'lake'}\n"
     )
-    findings = ["ndcg_at_10 0.01 >= 0.08 (trailing median 0.1): OUT OF BOUNDS"]
+    findings = ["ndcg_at_10 = 0.01; max_drop limit 0.08 (trailing median 0.1): too low"]
     Lake(tmp_path / "lake").write_stage_report(
         datetime(2015, 9, 18).date(), "monitor", {"alerts": findings}
     )
