@@ -184,6 +184,8 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     assert night["alerts"] == [] and night["trailing"] == {}
     assert night["facts"]["ndcg_at_10"] == metrics["ndcg_at_10"]
     assert night["facts"]["events.view"] > 0 and night["facts"]["stale_ratio"] is None
+    trend = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "monitor")}
+    assert trend == {"monitor/report.json", "monitor/trend.png"}
     # Make that night "yesterday", so the rerun below has a trailing night to be compared with.
     yesterday = lake / "_runs/dt=2015-09-17/monitor.json"
     yesterday.write_text((lake / "_runs/dt=2015-09-18/monitor.json").read_text())
