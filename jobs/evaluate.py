@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,8 @@ log = logging.getLogger("evaluate")
 GROUPS = ("all", "warm", "cold")
 # The challenger ranking every item it knows, scored beside it when it ranks a candidate pool.
 ALL_ITEMS = "challenger_every_item"
+# Visitors whose deep lists (rerank.candidates each) are re-ranked at once.
+RERANK_BATCH = 20_000
 
 
 def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -121,7 +124,7 @@ def exposure_by_popularity_decile(recs: pd.DataFrame, popularity: pd.Series, k: 
 
 
 def compare_reranking(
-    candidates: pd.DataFrame,
+    candidates: Iterable[pd.DataFrame],
     rerankers: dict[str, Reranker],
     truths: dict[str, pd.DataFrame],
     ks: tuple[int, ...],
@@ -130,10 +133,15 @@ def compare_reranking(
 ) -> dict[str, dict]:
     """Per re-ranking configuration: the main metrics of its lists (cut to the largest k), and
     NDCG@10 over every test visitor (`all_visitors_ndcg_at_10`, where the cold-start shuffle
-    shows). candidates: the challenger's deep lists (visitor_id, rank, item_id, score, source)."""
+    shows). candidates: the challenger's deep lists (visitor_id, rank, item_id, score, source),
+    in batches of visitors, so only the short lists are ever held for everyone."""
+    short: dict[str, list[pd.DataFrame]] = {name: [] for name in rerankers}
+    for batch in candidates:
+        for name, reranker in rerankers.items():
+            short[name].append(reranker.apply(batch, max(ks)))
     table = {}
-    for name, reranker in rerankers.items():
-        lists = reranker.apply(candidates, max(ks))
+    for name, parts in short.items():
+        lists = pd.concat(parts, ignore_index=True)
         metrics = offline_metrics(lists, truths["main"], ks, context=context, expected=expected)
         metrics["all_visitors_ndcg_at_10"] = ranking_metrics(lists, truths["all"], (10,))[
             "ndcg_at_10"
@@ -305,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         name: Reranker.from_catalog(weights, catalog, cutoff, run_date, cfg.rerank.candidates)
         for name, weights in cfg.rerank.variants().items()
     }
-    deep = challenger.recommend(visitors, cfg.rerank.candidates, exclude=exclude)
+    # Deep lists for every test visitor at once took 8.3 GB at scale 1 (the fallback's
+    # candidates for 141,000 cold visitors); in batches they never all exist together.
+    deep = (
+        challenger.recommend(batch, cfg.rerank.candidates, exclude=exclude)
+        for batch in np.array_split(np.sort(visitors), -(-len(visitors) // RERANK_BATCH))
+    )
     reranking = compare_reranking(deep, rerankers, truths, ks, context, lists["popularity"])
     seconds["reranking"] = round(time.perf_counter() - started, 3)
     log.info("evaluate reranking: %s", _rerank_table(reranking).to_string())

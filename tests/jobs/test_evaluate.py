@@ -66,7 +66,16 @@ def test_compare_reranking_scores_each_configuration_on_the_same_candidates():
         name: Reranker.from_catalog(RerankWeights(diversity=d), catalog, as_of, day, 12)
         for name, d in (("configured", 0.0), ("diverse", 1.0))
     }
-    table = compare_reranking(candidates, rerankers, truths, (10,), context, None)
+    table = compare_reranking([candidates], rerankers, truths, (10,), context, None)
+    # Visitor by visitor in batches, the same table as all at once.
+    second = candidates.assign(visitor_id=2, item_id=candidates["item_id"][::-1].to_numpy())
+    truth2 = pd.concat([truth, pd.DataFrame({"visitor_id": [2], "item_id": [1]})])
+    both = {"main": truth2, "all": truth2}
+    whole = compare_reranking(
+        [pd.concat([candidates, second])], rerankers, both, (10,), context, None
+    )
+    assert compare_reranking([candidates, second], rerankers, both, (10,), context, None) == whole
+    assert whole["configured"]["users"] == 2
     assert table["configured"]["ndcg_at_10"] == 0
     assert table["diverse"]["ndcg_at_10"] == pytest.approx(0.63093, abs=1e-5)  # hit at rank 2
     assert table["diverse"]["all_visitors_ndcg_at_10"] == pytest.approx(0.63093, abs=1e-5)
