@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.core.audit import (
+    AuditInputError,
     audit_warnings,
     exposure_by_category,
     exposure_gini,
@@ -199,9 +200,15 @@ def read_visitor_attributes(path) -> pd.DataFrame | None:
         raise FileNotFoundError(
             f"evaluate.audit.visitor_attributes: {path} does not exist (set it to null for none)"
         )
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    clash = {"activity", "tenure"} & set(frame.columns)
+    if VISITOR_ID not in frame.columns or clash:
+        raise AuditInputError(
+            f"evaluate.audit.visitor_attributes {path}: needs a {VISITOR_ID!r} column and no "
+            f"column named like a built-in dimension ({sorted(clash)}); "
+            f"it has {list(frame.columns)}"
+        )
+    return frame
 
 
 def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
@@ -379,6 +386,15 @@ def _finite(metrics):
     return metrics
 
 
+def _without_none(metrics: dict) -> dict:
+    """The nested metrics without the ones that have no value (None), for flatten_metrics."""
+    return {
+        k: _without_none(v) if isinstance(v, dict) else v
+        for k, v in metrics.items()
+        if v is not None
+    }
+
+
 def _comparison_table(results: dict, ks: tuple[int, ...]) -> pd.DataFrame:
     """One row per model, the main metrics as columns (for the log and MLflow)."""
     rows = {
@@ -423,9 +439,7 @@ def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     mlflow.log_table(
         _rerank_table(reranking).reset_index(names="weights"), "evaluation/rerank.json"
     )
-    for key, value in flatten_metrics({"rerank": reranking}).items():
-        if value is not None:
-            metrics[key] = value
+    metrics.update(flatten_metrics({"rerank": _without_none(reranking)}))
     mlflow.log_metrics(metrics)
     mlflow.log_dict(report, "evaluation/report.json")
     mlflow.log_figure(_segment_plot(results), "plots/ndcg_by_segment.png")

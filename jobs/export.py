@@ -299,6 +299,8 @@ def publish_shadow(
     ex = cfg.export
     if not ex.shadow_visitors or not was_gated(lake, run_date):
         remove_date(client, cfg.storage, SHADOW_DATASET, run_date)
+        # Older shadows age out on promoted nights too.
+        apply_retention(client, cfg.storage, SHADOW_DATASET, run_date, ex.retention_days)
         return None
     trained = lake.read_stage_report(run_date, "train")
     sample = sample_visitors(inputs.visitors, ex.shadow_visitors, run_date)

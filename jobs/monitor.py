@@ -26,7 +26,7 @@ import pandas as pd
 from jobs.core.cli import parse_stage_args
 from jobs.core.config import MonitorBounds
 from jobs.core.paths import Lake
-from jobs.core.schemas import EVENT_TYPE, EVENT_TYPES, ITEM_ID, MONITOR_FACTS
+from jobs.core.schemas import EVENT_TYPE, EVENT_TYPES, ITEM_ID, MONITOR_FACTS, VISITOR_ID
 
 log = logging.getLogger("monitor")
 
@@ -47,25 +47,38 @@ def stale_ratio(today: pd.DataFrame, yesterday: pd.DataFrame) -> float | None:
     return float(share.mean())
 
 
+def removed_share(
+    day_events: pd.DataFrame, removed_visitors: np.ndarray, test_items: tuple[int, ...]
+) -> float | None:
+    """Share of the day's accepted events that clean removed: their visitor was removed (bots,
+    QA accounts) or their item is a test SKU; in [0, 1], None for a day without events.
+    day_events: visitor_id, item_id (bronze/events of the day)."""
+    if day_events.empty:
+        return None
+    removed = day_events[VISITOR_ID].isin(removed_visitors) | day_events[ITEM_ID].isin(test_items)
+    return float(removed.mean())
+
+
 def night_facts(
     ingest: dict,
-    clean: dict,
     evaluate: dict,
     export: dict,
     events_by_type: dict[str, int],
-    listed_items: int,
+    bot_rate: float | None,
+    listed_items: int | None,
     stale: float | None,
 ) -> dict[str, float | None]:
     """The night's facts from its stage reports and what was read of its lake partitions."""
     recs = export["recommendations"]
     rows = recs["rows"]
+    catalog = export["catalog_items"]
     return {
         **{f"events.{t}": float(events_by_type.get(t, 0)) for t in EVENT_TYPES},
         "quarantine_rate": float(ingest["quarantine_rate"]),
-        "bot_rate": clean["removed_events"] / clean["rows_in"] if clean["rows_in"] else 0.0,
+        "bot_rate": bot_rate,
         "ndcg_at_10": evaluate["challenger"]["ndcg_at_10"],
-        "catalog_coverage": listed_items / export["catalog_items"]
-        if export["catalog_items"]
+        "catalog_coverage": listed_items / catalog
+        if listed_items is not None and catalog
         else None,
         "stale_ratio": stale,
         "fallback_share": 1 - recs["rows_by_source"].get("als", 0) / rows if rows else None,
@@ -148,12 +161,16 @@ def _exported(lake: Lake, run_date: date, visitors: np.ndarray | None, columns: 
     return data.to_table(columns=columns, filter=where).to_pandas()
 
 
-def _listed_items(lake: Lake, run_date: date) -> int:
-    """Distinct items across every exported list of the date, read a batch at a time."""
+def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
+    """Distinct values of a column across the date's exported lists, read a batch at a time
+    (the lists are top_n rows per visitor); None if the date exported nothing."""
+    data = _recommendations(lake, run_date)
+    if data is None:
+        return None
     seen = np.array([], dtype=np.int64)
-    for batch in _recommendations(lake, run_date).to_batches(columns=[ITEM_ID]):
+    for batch in data.to_batches(columns=[column]):
         seen = np.union1d(seen, batch.column(0).to_numpy())
-    return len(seen)
+    return seen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,26 +182,31 @@ def main(argv: list[str] | None = None) -> int:
     mon = cfg.monitor
     # A report left by an earlier attempt must not be taken for this one's (alerts read it).
     lake.stage_report(run_date, "monitor").unlink(missing_ok=True)
-    reports = {s: lake.read_stage_report(run_date, s) for s in ("ingest", "clean", "evaluate")}
+    reports = {s: lake.read_stage_report(run_date, s) for s in ("ingest", "evaluate")}
     export = lake.read_stage_report(run_date, "export")
-    day_events = read_partition(lake, "bronze", "events", run_date, [EVENT_TYPE])
+    day_events = read_partition(
+        lake, "bronze", "events", run_date, [VISITOR_ID, ITEM_ID, EVENT_TYPE]
+    )
     events_by_type = day_events[EVENT_TYPE].value_counts().to_dict()
+    removed = read_partition(lake, "silver", "removed_visitors", run_date, [VISITOR_ID])
+    bot_rate = removed_share(day_events, removed[VISITOR_ID].to_numpy(), cfg.clean.test_item_ids)
 
-    yesterday = _exported(lake, run_date - timedelta(days=1), None, [USER_ID])
-    stale = None
-    if yesterday is not None:
-        sample = sample_visitors(yesterday[USER_ID].unique(), mon.overlap_visitors, run_date)
-        stale = stale_ratio(
-            _exported(lake, run_date, sample, [USER_ID, ITEM_ID]),
-            _exported(lake, run_date - timedelta(days=1), sample, [USER_ID, ITEM_ID]),
-        )
+    before = run_date - timedelta(days=1)
+    stale, yesterdays = None, _distinct(lake, before, USER_ID)
+    today = None
+    if yesterdays is not None:
+        sample = sample_visitors(yesterdays, mon.overlap_visitors, run_date)
+        today = _exported(lake, run_date, sample, [USER_ID, ITEM_ID])
+    if today is not None:
+        stale = stale_ratio(today, _exported(lake, before, sample, [USER_ID, ITEM_ID]))
+    listed = _distinct(lake, run_date, ITEM_ID)
     facts = night_facts(
         reports["ingest"],
-        reports["clean"],
         reports["evaluate"],
         export,
         events_by_type,
-        _listed_items(lake, run_date),
+        bot_rate,
+        None if listed is None else len(listed),
         stale,
     )
     trailing = trailing_records(lake, run_date, mon.trailing_days)

@@ -81,15 +81,19 @@ def on_failure(context: dict[str, Any]) -> None:
     """Airflow on_failure_callback: record the alert, then notify the webhook if configured.
     When the failed task's stage report lists `alerts` (the monitor's findings), they go in."""
     alert = alert_from_context(context)
+    cfg = None
     try:
         cfg = _config(context)
         reports = None if cfg is None else cfg.paths.reports
+    except Exception:
+        log.exception("could not read the run's config; the alert goes to the log only")
+        reports = None
+    try:
         findings = None if cfg is None else _findings(cfg, alert)
         if findings:
             alert["findings"] = findings
     except Exception:
-        log.exception("could not read the run's config; the alert goes to the log only")
-        reports = None
+        log.exception("could not read the failed task's findings; the alert goes without them")
     try:
         record(alert, reports)
     except Exception:

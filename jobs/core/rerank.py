@@ -6,14 +6,15 @@ Re-ranking picks the final `n` of them, one position at a time, by a value per c
     value = relevance          x (1 - (rank - 1) / candidates)   the model's order, in (0, 1]
           + freshness          x 0.5 ** (age / half-life)         launched recently (first_seen_ts)
           + sum(boosts[column] x column scaled to [0, 1])         catalog columns (price, ...)
-          + cold_start_shuffle x u                                lists the model did not rank
+          + cold_start_shuffle x u                                lists with no model row
 
 Each position takes the candidate of highest value, less `diversity` when its category is
 already in the list (maximal marginal relevance, with "same category" as the similarity), and
 never a candidate whose category already holds `max_per_category` items. `u` is uniform in
-[0, 1), drawn from a hash of (visitor, item, logical date): a visitor the model has never seen
-gets a different order of the popular items from the next visitor, the same order on a rerun
-of the date, and a new one the next day.
+[0, 1), drawn from a hash of (visitor, item, logical date), for lists without a single row from
+the model (a visitor it has never seen, or one whose model items were all filtered out): such
+a visitor gets a different order of the popular items from the next one, the same order on a
+rerun of the date, and a new one the next day.
 
 Weights of 0 (and no cap) keep the model's order exactly and skip the work. The `score` column
 stays the model's (or fallback's) score; `rank` is the final order.
@@ -101,8 +102,8 @@ class Reranker:
 
     def apply(self, lists: pd.DataFrame, n: int) -> pd.DataFrame:
         """The top `n` of each visitor's candidates (visitor_id, rank, item_id, score, source,
-        sorted by visitor and rank), re-ranked. A list may come out shorter than `n` only when
-        `max_per_category` leaves too few candidates."""
+        sorted by visitor and rank), re-ranked, ranked 1..k. A list comes out shorter than `n`
+        when it has fewer candidates, or when `max_per_category` leaves too few."""
         if n <= 0:
             raise RerankInputError(f"n must be positive, got {n}")
         missing = [c for c in (VISITOR_ID, RANK, ITEM_ID, SOURCE) if c not in lists.columns]
@@ -112,7 +113,10 @@ class Reranker:
             return lists.reset_index(drop=True)
         lists = lists.sort_values([VISITOR_ID, RANK], kind="stable").reset_index(drop=True)
         if self.weights.is_identity:
-            return lists[lists.groupby(VISITOR_ID).cumcount() < n].reset_index(drop=True)
+            position = lists.groupby(VISITOR_ID).cumcount()
+            kept = lists[position < n].copy()
+            kept[RANK] = position[position < n] + 1
+            return kept.reset_index(drop=True)
 
         visitors = lists[VISITOR_ID].to_numpy(dtype=np.int64)
         row, starts = _list_rows(visitors)
@@ -216,12 +220,19 @@ def _pick(
 
 
 def _scaled(values: pd.Series, column: str) -> np.ndarray:
-    """A numeric catalog column min-max scaled to [0, 1] over the catalog; unknown values 0."""
+    """A numeric catalog column min-max scaled to [0, 1] over the catalog. An item without a
+    value gets the median of the scaled known values, so a boost of either sign leaves it in
+    the middle rather than first or last."""
     if not pd.api.types.is_numeric_dtype(values):
         raise RerankInputError(f"boost column {column!r} is not numeric ({values.dtype})")
     numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
     known = numbers[np.isfinite(numbers)]
     if known.size == 0 or known.min() == known.max():
-        return np.zeros(len(numbers))
+        # A boost that cannot change any list is a config mistake, not something to ignore.
+        raise RerankInputError(
+            f"boost column {column!r} has {'no values' if known.size == 0 else 'one value'} in "
+            "the catalog, so its boost would change nothing; remove it from rerank.boosts"
+        )
     low, high = known.min(), known.max()
-    return np.nan_to_num((numbers - low) / (high - low), nan=0.0)
+    scaled = (numbers - low) / (high - low)
+    return np.where(np.isfinite(scaled), scaled, np.median((known - low) / (high - low)))

@@ -84,7 +84,7 @@ def event_schema():
 MONITOR_FACTS = (
     *(f"events.{t}" for t in EVENT_TYPES),  # the day's accepted events, by type
     "quarantine_rate",  # quarantined share of the day's raw rows
-    "bot_rate",  # share of silver-bound events removed as bots or test traffic
+    "bot_rate",  # share of the day's accepted events that clean removed (bots, test traffic)
     "ndcg_at_10",  # the night's challenger on its test window
     "catalog_coverage",  # share of catalog items in at least one exported list
     "stale_ratio",  # share of a visitor's list also in yesterday's list (sampled visitors)

@@ -1,11 +1,12 @@
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from jobs.core.config import MonitorBounds, MonitorConfig
 from jobs.core.paths import Lake
-from jobs.monitor import check_night, night_facts, stale_ratio, trailing_records
+from jobs.monitor import check_night, night_facts, removed_share, stale_ratio, trailing_records
 
 DAY = date(2015, 9, 18)
 
@@ -25,13 +26,13 @@ def test_stale_ratio_averages_each_visitors_unchanged_share():
 def test_night_facts_come_from_the_stage_reports():
     facts = night_facts(
         ingest={"quarantine_rate": 0.002},
-        clean={"removed_events": 25, "rows_in": 1000},
         evaluate={"challenger": {"ndcg_at_10": 0.18}},
         export={
             "catalog_items": 200,
             "recommendations": {"rows": 100, "rows_by_source": {"als": 80, "popular": 20}},
         },
         events_by_type={"view": 900, "purchase": 10},
+        bot_rate=0.025,
         listed_items=50,
         stale=None,
     )
@@ -46,6 +47,13 @@ def test_night_facts_come_from_the_stage_reports():
         "stale_ratio": None,
         "fallback_share": pytest.approx(0.2),
     }
+
+
+def test_the_bot_rate_is_the_days_share_of_events_clean_removed():
+    day = pd.DataFrame({"visitor_id": [1, 1, 2, 3, 4], "item_id": [10, 11, 10, 99, 10]})
+    # Visitor 1 is a bot (2 events); item 99 is a test SKU (1 event): 3 of 5.
+    assert removed_share(day, np.array([1, 7]), (99,)) == pytest.approx(0.6)
+    assert removed_share(day.iloc[:0], np.array([1]), ()) is None
 
 
 CHECKS = {

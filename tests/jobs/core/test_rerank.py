@@ -91,8 +91,25 @@ def test_cold_start_shuffle_leaves_lists_the_model_ranked_alone():
 
 
 def test_items_missing_from_the_catalog_have_no_category_and_no_bonus():
-    lists = _lists([(7, 99, "als"), (7, 98, "als"), (7, 1, "als")])
-    assert _items(_rerank(lists, diversity=1.0, n=3)) == [99, 98, 1]
+    lists = _lists([(7, 99, "als"), (7, 98, "als"), (7, 6, "als")])
+    assert _items(_rerank(lists, diversity=1.0, n=3)) == [99, 98, 6]
+    # Item 6 is new (freshness ~0.98) and the cheapest (scaled price 0, so +0.5 below): it
+    # overtakes the two unknown items, which get neither bonus.
+    assert _items(_rerank(lists, freshness=1.0, boosts={"price": -0.5}, n=3)) == [6, 99, 98]
+
+
+def test_an_item_without_a_value_gets_the_median_boost():
+    # Prices 50..0 scale to 1, .8, .6, .4, .2, 0; item 3 unknown gets the median of the rest.
+    catalog = CATALOG.assign(price=[50.0, 40.0, np.nan, 20.0, 10.0, 0.0])
+    reranker = Reranker.from_catalog(RerankWeights(boosts={"price": 1.0}), catalog, AS_OF, DAY, 6)
+    assert reranker.bonus.tolist() == pytest.approx([1.0, 0.8, 0.4, 0.4, 0.2, 0.0])
+
+
+@pytest.mark.parametrize("prices", [[np.nan] * 6, [5.0] * 6])
+def test_a_boost_on_a_column_without_spread_is_a_config_error(prices):
+    catalog = CATALOG.assign(price=prices)
+    with pytest.raises(RerankInputError, match="would change nothing"):
+        Reranker.from_catalog(RerankWeights(boosts={"price": 1.0}), catalog, AS_OF, DAY, 6)
 
 
 def test_seeded_uniform_is_in_the_unit_interval_and_spread():
