@@ -63,17 +63,17 @@ def segment_by_attribute(attributes: pd.DataFrame, column: str, visitors: Iterab
 def exposure_gini(recs: pd.DataFrame, k: int, catalog_size: int) -> float:
     """Gini coefficient of top-k slots over the catalog, in [0, 1]: 0 when every catalog item
     is shown equally often, near 1 when a few items take every slot. Items never shown count
-    as zero exposure, so `catalog_size` must be at least the number of items shown."""
+    as zero exposure; when more items are shown than `catalog_size` (a model recommending items
+    the catalog snapshot lacks), the items shown are the population."""
     if k <= 0:
         raise AuditInputError(f"k must be positive, got {k}")
     counts = recs.loc[recs[RANK] <= k, ITEM_ID].value_counts().to_numpy(dtype=np.float64)
-    if catalog_size < len(counts):
-        raise AuditInputError(f"catalog_size {catalog_size} < {len(counts)} items shown")
     if counts.sum() == 0:
         return float("nan")
-    x = np.sort(np.r_[np.zeros(catalog_size - len(counts)), counts])
-    i = np.arange(1, catalog_size + 1)
-    return float(((2 * i - catalog_size - 1) * x).sum() / (catalog_size * x.sum()))
+    size = max(catalog_size, len(counts))
+    x = np.sort(np.r_[np.zeros(size - len(counts)), counts])
+    i = np.arange(1, size + 1)
+    return float(((2 * i - size - 1) * x).sum() / (size * x.sum()))
 
 
 def exposure_by_category(

@@ -60,9 +60,11 @@ def test_gini_is_zero_for_equal_exposure_and_grows_with_concentration():
     assert exposure_gini(_recs([(1, 1, 10), (1, 2, 11)]), 1, catalog_size=2) == pytest.approx(0.5)
 
 
-def test_gini_needs_a_catalog_as_large_as_what_was_shown():
+def test_gini_over_a_catalog_smaller_than_what_was_shown_uses_the_items_shown():
+    # Two items shown once each, a catalog of 1: the population is the 2 items, equal exposure.
+    assert exposure_gini(_recs([(1, 1, 10), (1, 2, 11)]), 10, catalog_size=1) == 0.0
     with pytest.raises(AuditInputError):
-        exposure_gini(_recs([(1, 1, 10), (1, 2, 11)]), 10, catalog_size=1)
+        exposure_gini(_recs([(1, 1, 10)]), 0, catalog_size=1)
 
 
 def test_category_shares_keep_the_largest_and_sum_the_rest():
