@@ -167,10 +167,14 @@ def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
     data = _recommendations(lake, run_date)
     if data is None:
         return None
-    seen = np.array([], dtype=np.int64)
+    parts, size, merged = [], 0, 0
     for batch in data.to_batches(columns=[column]):
-        seen = np.union1d(seen, batch.column(0).to_numpy())
-    return seen
+        parts.append(np.unique(batch.column(0).to_numpy()))
+        size += len(parts[-1])
+        if size > 2 * merged + 1_000_000:  # merge now and then: n log n overall, bounded memory
+            parts = [np.unique(np.concatenate(parts))]
+            size = merged = len(parts[0])
+    return np.unique(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:
