@@ -76,6 +76,8 @@ GROUPS = ("all", "warm", "cold")
 ALL_ITEMS = "challenger_every_item"
 # Visitors whose deep lists (rerank.candidates each) are re-ranked at once.
 RERANK_BATCH = 20_000
+# The top slots of a list the audit's exposure figures count.
+SHOWN = 10
 
 
 def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -177,15 +179,16 @@ def audit_lists(
     audit = {
         "segments": segments,
         "exposure_gini": {
-            name: _finite(round(exposure_gini(recs, 10, context.catalog_size), 6))
+            name: _finite(round(exposure_gini(recs, SHOWN, context.catalog_size), 6))
             for name, recs in lists.items()
         },
         "exposure_by_popularity_decile": {
-            name: exposure_by_popularity_decile(recs, context.popularity, 10)
+            name: exposure_by_popularity_decile(recs, context.popularity, SHOWN)
             for name, recs in lists.items()
         },
         "exposure_by_category": {
-            name: exposure_by_category(recs, context.categories, 10) for name, recs in lists.items()
+            name: exposure_by_category(recs, context.categories, SHOWN)
+            for name, recs in lists.items()
         },
     }
     audit["warnings"] = audit_warnings(audit, settings)
@@ -281,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     init_tracking(cfg)
-    models = {"challenger": load_recommender(trained["model_uri"])}
+    # Only the test visitors' factors are kept: every visitor's are 7 GB a model at scale 10.
+    models = {"challenger": load_recommender(trained["model_uri"]).for_visitors(visitors)}
     challenger = models["challenger"]
     pooled = challenger.candidates
     if pooled is not None:  # what ranking only the candidate pool costs in quality
@@ -291,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     models.update(baseline_models(cfg, train, cutoff))
     champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
     if champion is not None:
-        models["champion"] = load_recommender(f"models:/{cfg.mlflow.model_name}/{champion.version}")
+        uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
+        models["champion"] = load_recommender(uri).for_visitors(visitors)
     oracle = load_oracle(cfg, cutoff)
     if oracle is not None:
         models["oracle"] = oracle
@@ -314,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info(
             "evaluate %s: ndcg@10 %.4f (%.1fs)", name, results[name]["ndcg_at_10"], seconds[name]
         )
+        if name not in ("popularity", "challenger"):  # the audit reads only their top slots
+            lists[name] = lists[name][lists[name][RANK] <= SHOWN].reset_index(drop=True)
 
     started = time.perf_counter()
     rerankers = {

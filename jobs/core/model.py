@@ -10,6 +10,7 @@ export see the same lists.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,19 +257,38 @@ def fill_lists(
     skip = [listed.loc[listed[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]]]
     if exclude is not None and not exclude.empty:
         skip.append(exclude.loc[exclude[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]])
-    skip = pd.concat(skip, ignore_index=True)
-    most_skipped = int(skip.groupby(VISITOR_ID).size().max()) if len(skip) else 0
+    skip = pd.concat(skip, ignore_index=True).drop_duplicates()
     if unavailable is not None and len(unavailable):
         fallback = fallback.without(unavailable)
-    cand = fallback.candidates(short, n + most_skipped)
-    cand = cand.merge(
-        skip.drop_duplicates().assign(_skip=True), on=[VISITOR_ID, ITEM_ID], how="left"
-    )
+    # A visitor's fill is the same from any candidate depth of at least n + their own skips, so
+    # visitors are asked in tiers of depth n, 2n, 4n, ...: the candidates grow with what each
+    # visitor skips, not with the batch's heaviest buyer.
+    skipped = skip.groupby(VISITOR_ID).size().reindex(short, fill_value=0).to_numpy()
+    tiers = np.ceil(np.log2((n + skipped) / n)).astype(np.int64)
+    fill = [
+        _fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
+        for tier in np.unique(tiers)
+    ]
+    return sort_lists(pd.concat([listed, *fill]), VISITOR_ID)
+
+
+def _fill_rows(
+    fallback: Fallback,
+    visitor_ids: np.ndarray,
+    depth: int,
+    n: int,
+    skip: pd.DataFrame,
+    counts: pd.Series,
+) -> pd.DataFrame:
+    """The fallback's rows topping up `visitor_ids`' lists to `n`, from `depth` candidates each,
+    without the (visitor_id, item_id) pairs in `skip`; counts: rows each list already has."""
+    cand = fallback.candidates(visitor_ids, depth)
+    mine = skip[skip[VISITOR_ID].isin(visitor_ids)]
+    cand = cand.merge(mine.assign(_skip=True), on=[VISITOR_ID, ITEM_ID], how="left")
     cand = cand[cand["_skip"].isna()].sort_values([VISITOR_ID, "priority"], kind="stable")
     cand = cand.drop_duplicates([VISITOR_ID, ITEM_ID])
     cand[RANK] = cand.groupby(VISITOR_ID).cumcount() + 1 + cand[VISITOR_ID].map(counts)
-    fill = cand.loc[cand[RANK] <= n, REC_COLUMNS]
-    return sort_lists(pd.concat([listed, fill]), VISITOR_ID)
+    return cand.loc[cand[RANK] <= n, REC_COLUMNS]
 
 
 def sort_lists(lists: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -356,6 +376,19 @@ class AlsRecommender:
         return fill_lists(
             als, visitor_ids, n, fallback or Fallback(self.popular_items), exclude, unavailable
         )
+
+    def for_visitors(self, visitor_ids: np.ndarray) -> AlsRecommender:
+        """The same recommender holding only `visitor_ids`' factor rows: their lists are
+        unchanged, any other visitor is unseen. Evaluate asks for the test window's visitors
+        only, and every visitor's factors (7 GB at scale 10) need not stay in memory for that."""
+        rows = _index_of(self.visitor_ids, np.unique(np.asarray(visitor_ids, dtype=np.int64)))
+        rows = rows[rows >= 0]
+        model = copy.copy(self.model)
+        model.user_factors = self.model.user_factors[rows]
+        model._user_norms = model._XtX = None  # implicit's caches over the user factors
+        subset = copy.copy(self)
+        subset.model, subset.visitor_ids = model, self.visitor_ids[rows]
+        return subset
 
     def similar_items(
         self,

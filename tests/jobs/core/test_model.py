@@ -217,6 +217,53 @@ def test_fallback_fills_from_the_visitors_categories_before_global_popularity():
     ]
 
 
+class _DepthSpy(Fallback):
+    """A Fallback recording the depth each visitor's candidates were asked at."""
+
+    def candidates(self, visitor_ids, depth):
+        self.asked.update({int(v): int(depth) for v in visitor_ids})
+        return super().candidates(visitor_ids, depth)
+
+
+def test_a_visitors_fill_depth_follows_their_own_skips_not_the_batchs():
+    popular = np.arange(100, 140)
+    fb = _DepthSpy(
+        popular,
+        pd.DataFrame({"category_id": 7, "item_id": popular[::-1][:25], "pos": np.arange(25)}),
+        pd.DataFrame({"visitor_id": [1, 2], "category_id": [7, 7], "cat_rank": [0, 0]}),
+    )
+    fb.asked = {}
+    # Visitor 1 bought 7 items (n + 7 = 10 > 2n: depth 4n), 2 bought one (2n), 3 nothing (n).
+    bought = pd.DataFrame({"visitor_id": [1] * 7 + [2], "item_id": [*popular[::-1][:7], 139]})
+    visitors = np.array([1, 2, 3])
+    recs = PopularityRecommender(popular).recommend(visitors, 3, exclude=bought, fallback=fb)
+    assert fb.asked == {1: 12, 2: 6, 3: 3}
+    # Each list is what that visitor gets alone, and what any deeper candidates give.
+    for v in visitors:
+        alone = PopularityRecommender(popular).recommend(
+            np.array([v]), 3, exclude=bought, fallback=fb
+        )
+        assert recs[recs["visitor_id"] == v].values.tolist() == alone.values.tolist()
+    assert recs.loc[recs["visitor_id"] == 1, "item_id"].tolist() == [132, 131, 130]
+    assert recs.loc[recs["visitor_id"] == 2, "item_id"].tolist() == [138, 137, 136]
+    assert recs.loc[recs["visitor_id"] == 3, "item_id"].tolist() == [100, 101, 102]
+
+
+def test_a_recommender_for_some_visitors_keeps_their_lists_and_only_their_factors(als):
+    model, inter = als
+    bought = inter.groupby("visitor_id").head(1)[["visitor_id", "item_id"]]
+    some = np.array([25, 0, 5, 5, 1000])  # 1000 is unknown to the model
+    subset = model.for_visitors(some)
+    assert subset.visitor_ids.tolist() == [0, 5, 25]
+    assert subset.model.user_factors.shape == (3, model.model.user_factors.shape[1])
+    assert model.model.user_factors.shape[0] == 40  # the original is untouched
+    pd.testing.assert_frame_equal(
+        subset.recommend(some, 8, exclude=bought), model.recommend(some, 8, exclude=bought)
+    )
+    # A visitor left out is unseen: the fallback's list, as for a cold visitor.
+    assert set(subset.recommend(np.array([30]), 5)["source"]) == {"popular"}
+
+
 def test_similar_items_by_factors_then_by_category(als):
     model, inter = als
     categories = pd.DataFrame({"item_id": [0, 12, 999], "category_id": [1, 2, 2]})
