@@ -138,10 +138,15 @@ def compare_reranking(
     NDCG@10 over every test visitor (`all_visitors_ndcg_at_10`, where the cold-start shuffle
     shows). candidates: the challenger's deep lists (visitor_id, rank, item_id, score, source),
     in batches of visitors, so only the short lists are ever held for everyone."""
+    # Kept per configuration: the main visitors' lists in full (every metric describes them)
+    # and the others' top 10 (only NDCG@10 over all visitors reads them), without scores.
+    main_visitors = truths["main"][VISITOR_ID].unique()
     short: dict[str, list[pd.DataFrame]] = {name: [] for name in rerankers}
     for batch in candidates:
         for name, reranker in rerankers.items():
-            short[name].append(reranker.apply(batch, max(ks)))
+            lists = reranker.apply(batch, max(ks))[[VISITOR_ID, RANK, ITEM_ID]]
+            kept = lists[VISITOR_ID].isin(main_visitors).to_numpy() | (lists[RANK] <= 10).to_numpy()
+            short[name].append(lists[kept])
     table = {}
     for name, parts in short.items():
         lists = pd.concat(parts, ignore_index=True)
