@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         if name not in ("popularity", "challenger"):  # the audit reads only their top slots
             lists[name] = lists[name][lists[name][RANK] <= SHOWN].reset_index(drop=True)
 
+    # Past scoring only the challenger is needed: the neighbour models and the champion are
+    # gigabytes at scale 10, and the re-ranking table is evaluate's peak.
+    del models, oracle
     started = time.perf_counter()
     rerankers = {
         name: Reranker.from_catalog(weights, catalog, cutoff, run_date, cfg.rerank.candidates)
