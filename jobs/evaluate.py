@@ -78,6 +78,8 @@ ALL_ITEMS = "challenger_every_item"
 RERANK_BATCH = 20_000
 # The top slots of a list the audit's exposure figures count.
 SHOWN = 10
+# The depth of the re-ranking table's figure over every test visitor (`all_visitors_ndcg_at_10`).
+ALL_VISITORS_K = 10
 
 
 def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -139,21 +141,21 @@ def compare_reranking(
     shows). candidates: the challenger's deep lists (visitor_id, rank, item_id, score, source),
     in batches of visitors, so only the short lists are ever held for everyone."""
     # Kept per configuration: the main visitors' lists in full (every metric describes them)
-    # and the others' top 10 (only NDCG@10 over all visitors reads them), without scores.
+    # and the others' top ALL_VISITORS_K (only NDCG over all visitors reads them), without scores.
     main_visitors = truths["main"][VISITOR_ID].unique()
     short: dict[str, list[pd.DataFrame]] = {name: [] for name in rerankers}
     for batch in candidates:
         for name, reranker in rerankers.items():
             lists = reranker.apply(batch, max(ks))[[VISITOR_ID, RANK, ITEM_ID]]
-            kept = lists[VISITOR_ID].isin(main_visitors).to_numpy() | (lists[RANK] <= 10).to_numpy()
+            main = lists[VISITOR_ID].isin(main_visitors).to_numpy()
+            kept = main | (lists[RANK] <= ALL_VISITORS_K).to_numpy()
             short[name].append(lists[kept])
     table = {}
     for name, parts in short.items():
         lists = pd.concat(parts, ignore_index=True)
         metrics = offline_metrics(lists, truths["main"], ks, context=context, expected=expected)
-        metrics["all_visitors_ndcg_at_10"] = ranking_metrics(lists, truths["all"], (10,))[
-            "ndcg_at_10"
-        ]
+        every = ranking_metrics(lists, truths["all"], (ALL_VISITORS_K,))
+        metrics["all_visitors_ndcg_at_10"] = every[f"ndcg_at_{ALL_VISITORS_K}"]
         table[name] = _finite(metrics)
     return table
 

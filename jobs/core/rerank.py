@@ -123,7 +123,7 @@ class Reranker:
         col = np.arange(len(lists)) - starts[row]
         shape = (len(starts), int(col.max()) + 1)
         value = np.full(shape, -np.inf)
-        value[row, col] = self._values(lists, visitors, row, col)
+        value[row, col] = self._values(lists, visitors, row)
         category = np.full(shape, _NO_CATEGORY, dtype=np.int64)
         category[row, col] = self._lookup(lists[ITEM_ID].to_numpy(dtype=np.int64))[0]
 
@@ -134,7 +134,7 @@ class Reranker:
         out[RANK] = ranks + 1
         return out.reset_index(drop=True)
 
-    def _values(self, lists, visitors, row, col) -> np.ndarray:
+    def _values(self, lists, visitors, row) -> np.ndarray:
         w = self.weights
         ranks = lists[RANK].to_numpy(dtype=np.float64)
         items = lists[ITEM_ID].to_numpy(dtype=np.int64)
