@@ -24,7 +24,7 @@ publishes the challenger's lists for a sample of visitors under `shadow/` (never
 A failed `monitor` (no retries) is a night-over-night alert: the lists are published, and the
 task log and the monitor report (MLflow: monitor/) say which fact moved.
 A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`
-and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/core/alerts.py).
+and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/infra/alerts.py).
 Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
 put it in the day's landing folder and clear `ingest` for that date (docs/ingestion.md).
 Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
@@ -41,11 +41,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Param, chain, dag
 
-from jobs.core.alerts import on_failure
+from jobs.infra.alerts import on_failure
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The schedule comes from the config's `schedule` section, exported as RECS_SCHEDULE_* by
-# `make up` and the demo (jobs/core/config.py ScheduleConfig); the defaults match base.yaml.
+# `make up` and the demo (jobs/infra/config.py ScheduleConfig); the defaults match base.yaml.
 CRON = os.environ.get("RECS_SCHEDULE_CRON", "@daily")
 TIMEZONE = os.environ.get("RECS_SCHEDULE_TIMEZONE", "UTC")
 START = pendulum.parse(os.environ.get("RECS_SCHEDULE_START_DATE", "2015-05-03"), tz=TIMEZONE)

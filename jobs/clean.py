@@ -36,10 +36,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import CleanConfig, Config
-from jobs.core.paths import Lake, partition_digest, write_lineage
-from jobs.core.schemas import (
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import CleanConfig, Config
+from jobs.infra.paths import Lake, partition_digest, write_lineage
+from jobs.infra.schemas import (
     CART,
     EVENT_COLUMNS,
     EVENT_KEY,
@@ -54,7 +54,7 @@ from jobs.core.schemas import (
     VISITOR_ID,
     event_schema,
 )
-from jobs.core.spark import get_spark
+from jobs.infra.spark import get_spark
 
 log = logging.getLogger("clean")
 
@@ -294,7 +294,7 @@ def read_bronze(spark: SparkSession, lake: Lake, dates: list[date]) -> DataFrame
     return spark.read.schema(schema).option("basePath", table).parquet(*paths)
 
 
-def clean(spark: SparkSession, cfg: Config, run_date: date) -> dict:
+def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     """Build silver events and removed visitors for run_date; return the stage report."""
     lake = Lake(cfg.paths.lake)
     dates = lake.dates_until("bronze", "events", run_date)
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
     spark = get_spark("clean", args.cfg)
     try:
-        clean(spark, args.cfg, args.run_date)
+        run(args.cfg, args.run_date, spark)
     finally:
         spark.stop()
     return 0

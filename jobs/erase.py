@@ -20,8 +20,6 @@ and publications of earlier dates still in the bucket (they age out with export.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import logging
 import os
 import re
@@ -34,9 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.core.config import Config, load_config
-from jobs.core.paths import Lake, write_json_atomic
-from jobs.core.schemas import RAW_LINE, VISITOR_ID
+from jobs.feeds.privacy import bronze_visitor_id, visitor_key
+from jobs.infra.config import Config, load_config
+from jobs.infra.paths import Lake, write_json_atomic
+from jobs.infra.schemas import RAW_LINE, VISITOR_ID
 
 log = logging.getLogger("erase")
 
@@ -50,19 +49,6 @@ VISITOR_TABLES = (
     ("exports", "recommendations", "user_id"),
 )
 ERASED_FILE = "part-00000-erased.parquet"
-
-
-def bronze_visitor_id(raw_id: str, key: bytes | None) -> int:
-    """The id as bronze stores it: the shop's integer id, or its keyed hash (see ingest)."""
-    if key is None:
-        try:
-            return int(raw_id)
-        except ValueError:
-            raise ValueError(
-                f"visitor id {raw_id!r} is not an integer; without pseudonymization bronze only "
-                "holds integer ids"
-            ) from None
-    return int(hmac.new(key, raw_id.encode(), hashlib.sha256).hexdigest()[:15], 16)
 
 
 def without_visitors(table: pa.Table, column: str, ids: list[int]) -> pa.Table:
@@ -139,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout)
     cfg = load_config(args.config)
-    from jobs.ingest import visitor_key  # the same key ingest uses
 
     entry = erase(cfg, args.ids, visitor_key(cfg))
     log.info("erased %d visitor(s): %s", entry["erased_visitors"], entry["rows_removed"])

@@ -15,7 +15,7 @@ Re-ranking: the challenger's top `rerank.candidates` per visitor are re-ranked w
 configured weights and with every `rerank.compare` entry, and each is scored the same way
 (NDCG, coverage, diversity, novelty, ...), so a weight's trade-off is seen before it is changed.
 
-Audit (jobs/core/audit.py): the challenger's NDCG by activity, tenure and any configured visitor
+Audit (recommenders/audit.py): the challenger's NDCG by activity, tenure and any configured visitor
 attribute; for every model, the exposure Gini over the catalog, the share of top-10 slots by
 popularity decile and by category. Findings past `evaluate.audit` thresholds are logged as
 warnings, listed in the report and tagged on the MLflow run (`audit_warnings`).
@@ -40,7 +40,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from jobs.core.audit import (
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import AuditConfig, Config
+from jobs.infra.paths import read_partition
+from jobs.infra.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
+from jobs.infra.tracking import pyplot
+from jobs.recommenders.als import AlsRecommender
+from jobs.recommenders.audit import (
     AuditInputError,
     audit_warnings,
     exposure_by_category,
@@ -48,9 +54,8 @@ from jobs.core.audit import (
     segment_by_attribute,
     segment_tenure,
 )
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import AuditConfig, Config
-from jobs.core.metrics import (
+from jobs.recommenders.interactions import build_interactions, rank_by_popularity
+from jobs.recommenders.metrics import (
     ItemContext,
     flatten_metrics,
     metrics_by_segment,
@@ -58,16 +63,8 @@ from jobs.core.metrics import (
     ranking_metrics,
     segment_visitors,
 )
-from jobs.core.model import (
-    AlsRecommender,
-    PopularityRecommender,
-    build_interactions,
-    rank_by_popularity,
-)
-from jobs.core.paths import read_partition
-from jobs.core.rerank import Reranker
-from jobs.core.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
-from jobs.core.tracking import pyplot
+from jobs.recommenders.popularity import PopularityRecommender
+from jobs.recommenders.rerank import Reranker
 
 log = logging.getLogger("evaluate")
 
@@ -223,11 +220,8 @@ def read_visitor_attributes(path) -> pd.DataFrame | None:
 
 def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
     """The configured baselines, fitted on the training split; popularity always (the gate's)."""
-    from jobs.core.baselines import (
-        ItemKnnRecommender,
-        RecentPopularityRecommender,
-        UserKnnRecommender,
-    )
+    from jobs.recommenders.neighbours import ItemKnnRecommender, UserKnnRecommender
+    from jobs.recommenders.popularity import RecentPopularityRecommender
 
     weights = cfg.train.event_weights
     interactions = build_interactions(train, weights)
@@ -252,7 +246,7 @@ def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> d
 
 def load_oracle(cfg: Config, cutoff: pd.Timestamp):
     """The generator's oracle, or None (with the reason logged) where there is no ground truth."""
-    from jobs.core.oracle import OracleRecommender
+    from jobs.shop.oracle import OracleRecommender
 
     folder = cfg.evaluate.ground_truth
     if folder is None:
@@ -266,7 +260,7 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
 def main(argv: list[str] | None = None) -> int:
     import mlflow
 
-    from jobs.core.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
+    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date

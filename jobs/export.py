@@ -11,12 +11,12 @@ factors; items without interactions get their category's popular items. Each row
 came from (`als`, `category_popular`, `popular`).
 
 With `rerank` weights other than the defaults, each visitor's top `rerank.candidates` are
-re-ranked (diversity, freshness, catalog boosts, cold-start shuffle; jobs/core/rerank.py) before
+re-ranked (diversity, freshness, catalog boosts, cold-start shuffle; recommenders/rerank.py) before
 the top N is kept; `exclude_category_ids` removes whole categories from every list.
 
 Visitors are scored in batches of `export.visitors_per_file`, one Parquet and one JSON Lines
 file (Amazon Personalize batch output shape) per batch, so memory stays bounded. Files are
-staged in the lake, then published with jobs.core.storage.publish (files, manifest,
+staged in the lake, then published with jobs.infra.storage.publish (files, manifest,
 verification, and only then latest.json); older dates beyond `export.retention_days` are
 deleted afterwards.
 
@@ -43,18 +43,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import Config
-from jobs.core.model import (
-    SIMILAR_ITEM_ID,
-    AlsRecommender,
-    Fallback,
-    build_fallback,
-    sort_lists,
-)
-from jobs.core.paths import Lake, end_of_day, read_partition
-from jobs.core.rerank import Reranker, sample_visitors
-from jobs.core.schemas import (
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import Config
+from jobs.infra.paths import Lake, end_of_day, read_partition
+from jobs.infra.schemas import (
     AVAILABLE,
     CATEGORY_ID,
     EVENT_TS,
@@ -66,6 +58,9 @@ from jobs.core.schemas import (
     SOURCE,
     VISITOR_ID,
 )
+from jobs.recommenders.als import AlsRecommender
+from jobs.recommenders.base import SIMILAR_ITEM_ID, Fallback, build_fallback, sort_lists
+from jobs.recommenders.rerank import Reranker, sample_visitors
 
 log = logging.getLogger("export")
 
@@ -239,7 +234,7 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
     """The champion and everything the export filters by, as of the logical date."""
     import mlflow
 
-    from jobs.core.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
+    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
     ex = cfg.export
     init_tracking(cfg)
@@ -293,8 +288,8 @@ def publish_shadow(
 ) -> dict | None:
     """The gated challenger's lists for a sample of visitors, under shadow/ (no latest.json);
     None, and the date's shadow deleted, when the challenger was promoted or shadows are off."""
-    from jobs.core.storage import apply_retention, publish, remove_date
-    from jobs.core.tracking import load_recommender
+    from jobs.infra.storage import apply_retention, publish, remove_date
+    from jobs.infra.tracking import load_recommender
 
     ex = cfg.export
     if not ex.shadow_visitors or not was_gated(lake, run_date):
@@ -349,7 +344,7 @@ def publish_shadow(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.core.storage import apply_retention, publish, s3_client
+    from jobs.infra.storage import apply_retention, publish, s3_client
 
     args = parse_stage_args(
         argv,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import GateConfig
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import GateConfig
 
 log = logging.getLogger("gate")
 
@@ -67,7 +67,7 @@ def decide(
 def main(argv: list[str] | None = None) -> int:
     import mlflow
 
-    from jobs.core.tracking import CHAMPION, init_tracking
+    from jobs.infra.tracking import CHAMPION, init_tracking
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date

@@ -28,55 +28,51 @@ Run alone:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import Config, SourceConfig
-from jobs.core.paths import Lake, end_of_day, partition_digest, sha256_file, write_lineage
-from jobs.core.schemas import (
-    AVAILABLE,
-    CATALOG_COLUMNS,
-    CATEGORY_ID,
+from jobs.feeds.catalog import accepted_facts, facts_from_events, snapshot_catalog
+from jobs.feeds.privacy import visitor_key
+from jobs.feeds.sources import (
+    FIELDS_OK,
+    MAPPED_COLUMNS,
+    OUTCOMES,
+    PROPERTIES_COLUMNS,
+    STATUS,
+    Layout,
+    SchemaMismatchError,
+    Window,
+    accepted_events,
+    check_columns,
+    layout_for,
+    mark_erased,
+    parse_events,
+    parse_item_properties,
+    quarantined_rows,
+)
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import Config, SourceConfig
+from jobs.infra.paths import Lake, partition_digest, sha256_file, write_lineage
+from jobs.infra.schemas import (
     EVENT_KEY,
     EVENT_TS,
-    EVENT_TYPE,
     EVENT_TYPES,
     FACT_TS,
     FILE,
-    FIRST_SEEN_TS,
-    INGEST_RUN,
-    ITEM_FACT_COLUMNS,
     ITEM_ID,
-    PRICE,
-    PURCHASE,
-    QUANTITY,
-    QUARANTINE_COLUMNS,
     RAW_LINE,
     REASON,
-    SESSION_ID,
     SOURCE,
-    TRANSACTION_ID,
-    VISITOR_ID,
 )
-from jobs.core.spark import get_spark
+from jobs.infra.spark import get_spark
 
 log = logging.getLogger("ingest")
-
-STATUS = "_status"  # accepted | quarantined | ignored | erased
-FIELDS_OK = "_fields_ok"
-OUTCOMES = ("accepted", "quarantined", "ignored", "erased")
-
-
-class SchemaMismatchError(ValueError):
-    """A landed file lacks a column its layout needs (missing or renamed), or has no header."""
 
 
 class QuarantineRateError(RuntimeError):
@@ -85,350 +81,6 @@ class QuarantineRateError(RuntimeError):
 
 class ReconciliationError(AssertionError):
     """Rows went missing: the counts of a file or of the day do not add up."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a source's event files read.
-
-    columns: bronze column (or category_id) -> the file's column name.
-    timestamp_format: epoch_ms, epoch_s, or a Spark datetime pattern read in UTC.
-    event_types: our event type -> the file's names for it; ignore: names counted, not kept.
-    purchase_needs_transaction: a purchase must carry a transaction id and nothing else may.
-    properties_glob: RetailRocket's item_properties files in the same folder, if any.
-    """
-
-    format: str
-    events_glob: str
-    columns: dict[str, str]
-    timestamp_format: str
-    event_types: dict[str, tuple[str, ...]]
-    ignore: tuple[str, ...] = ()
-    purchase_needs_transaction: bool = False
-    properties_glob: str | None = None
-
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        return tuple(self.columns.values())
-
-
-RETAILROCKET = Layout(
-    format="csv",
-    events_glob="events*.csv",
-    columns={
-        EVENT_TS: "timestamp",
-        VISITOR_ID: "visitorid",
-        EVENT_TYPE: "event",
-        ITEM_ID: "itemid",
-        TRANSACTION_ID: "transactionid",
-    },
-    timestamp_format="epoch_ms",
-    event_types={"view": ("view",), "cart": ("addtocart",), "purchase": ("transaction",)},
-    purchase_needs_transaction=True,
-    properties_glob="item_properties*.csv",
-)
-REES46 = Layout(
-    format="csv",
-    events_glob="*.csv",
-    columns={
-        EVENT_TS: "event_time",
-        EVENT_TYPE: "event_type",
-        ITEM_ID: "product_id",
-        CATEGORY_ID: "category_id",
-        PRICE: "price",
-        VISITOR_ID: "user_id",
-        SESSION_ID: "user_session",
-    },
-    timestamp_format="yyyy-MM-dd HH:mm:ss z",  # 2019-10-01 00:00:00 UTC
-    event_types={"view": ("view",), "cart": ("cart",), "purchase": ("purchase",)},
-    ignore=("remove_from_cart",),
-)
-PROPERTIES_COLUMNS = ("timestamp", "itemid", "property", "value")
-PROPERTY_FACTS = {"categoryid": CATEGORY_ID, "available": AVAILABLE}
-
-
-def layout_for(source: SourceConfig) -> Layout:
-    """The built-in layout, or the generic one the config spells out."""
-    if source.layout == "retailrocket":
-        return RETAILROCKET
-    if source.layout == "rees46":
-        return REES46
-    return Layout(
-        format=source.format,
-        events_glob=source.events_glob,
-        columns=dict(source.columns),
-        timestamp_format=source.timestamp_format,
-        event_types={k: tuple(v) for k, v in source.event_types.items()},
-        ignore=tuple(source.ignore_event_types),
-    )
-
-
-@dataclass(frozen=True)
-class Window:
-    """Event times a day's files may carry: [earliest, until), UTC."""
-
-    earliest: datetime
-    until: datetime
-
-    @classmethod
-    def for_date(cls, run_date: date, min_event_date: date) -> Window:
-        return cls(datetime.combine(min_event_date, time(0), tzinfo=UTC), end_of_day(run_date))
-
-
-def check_columns(found: list[str] | tuple[str, ...], needed: tuple[str, ...], file: str) -> None:
-    """Raise SchemaMismatchError naming the file and each needed column it lacks."""
-    missing = [c for c in needed if c not in found]
-    if missing:
-        raise SchemaMismatchError(
-            f"{file}: missing column(s) {missing} (renamed or dropped?); "
-            f"found {list(found)}, the layout needs {list(needed)}"
-        )
-
-
-def _blank_to_null(col: Column) -> Column:
-    trimmed = F.trim(col)
-    return F.when(trimmed != "", trimmed)
-
-
-def parse_timestamp(col: Column, timestamp_format: str) -> Column:
-    """A UTC timestamp from text: epoch_ms, epoch_s or a Spark pattern; null if unparseable."""
-    text = _blank_to_null(col)
-    if timestamp_format == "epoch_ms":
-        return F.timestamp_millis(text.try_cast("long"))
-    if timestamp_format == "epoch_s":
-        return F.timestamp_seconds(text.try_cast("long"))
-    return F.try_to_timestamp(text, F.lit(timestamp_format))
-
-
-def _whole_number(text: Column) -> Column:
-    # "2" and "2.0" (a float column written out) are both two units; "2.5" is not a quantity.
-    number = text.try_cast("double")
-    return F.when(number == F.floor(number), number.try_cast("int"))
-
-
-def pseudonymize(col: Column, key: bytes) -> Column:
-    """HMAC-SHA256(key, id) cut to 60 bits: a stable opaque long no one can reverse without key.
-
-    Spelled with Spark's sha2 so it runs in the JVM (RFC 2104: H(k^opad || H(k^ipad || m))).
-    """
-    block = 64
-    if len(key) > block:
-        import hashlib
-
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\0")
-    inner_pad = bytes(b ^ 0x36 for b in key)
-    outer_pad = bytes(b ^ 0x5C for b in key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), F.encode(col, "UTF-8")), 256))
-    outer = F.sha2(F.concat(F.lit(outer_pad), inner), 256)
-    return F.conv(F.substring(outer, 1, 15), 16, 10).cast("long")
-
-
-def parse_events(
-    rows: DataFrame, layout: Layout, window: Window, visitor_key: bytes | None = None
-) -> DataFrame:
-    """Type and check raw rows; every row keeps its raw line and gets a status and a reason.
-
-    `rows` has RAW_LINE, FILE, SOURCE, FIELDS_OK (the line has as many fields as the header) and
-    one text column per mapped bronze column, named by the bronze column. Returns the
-    bronze columns plus CATEGORY_ID, STATUS (accepted | quarantined | ignored) and REASON.
-    """
-    raw = {name: F.col(name) if name in layout.columns else F.lit(None) for name in _MAPPED}
-    event_name = F.trim(raw[EVENT_TYPE])
-    event_type = F.coalesce(
-        *[
-            F.when(event_name.isin(list(names)), F.lit(ours))
-            for ours, names in layout.event_types.items()
-        ],
-        F.lit(None).cast("string"),
-    )
-    visitor_text = _blank_to_null(raw[VISITOR_ID])
-    visitor = pseudonymize(visitor_text, visitor_key) if visitor_key else visitor_text
-    typed = rows.select(
-        RAW_LINE,
-        FILE,
-        SOURCE,
-        FIELDS_OK,
-        parse_timestamp(raw[EVENT_TS], layout.timestamp_format).alias(EVENT_TS),
-        visitor.try_cast("long").alias(VISITOR_ID),
-        _blank_to_null(raw[ITEM_ID]).try_cast("long").alias(ITEM_ID),
-        event_type.alias(EVENT_TYPE),
-        _blank_to_null(raw[SESSION_ID]).alias(SESSION_ID),
-        _blank_to_null(raw[PRICE]).try_cast("double").alias(PRICE),
-        _whole_number(_blank_to_null(raw[QUANTITY])).alias(QUANTITY),
-        _blank_to_null(raw[TRANSACTION_ID]).alias(TRANSACTION_ID),
-        _blank_to_null(raw[CATEGORY_ID]).try_cast("long").alias(CATEGORY_ID),
-        event_name.isin(list(layout.ignore)).alias("_ignored"),
-        *[_blank_to_null(raw[c]).isNotNull().alias(f"_has_{c}") for c in _CHECKED],
-    )
-    col = F.col
-    reason = (
-        F.when(~col(FIELDS_OK), F.lit("wrong_field_count"))
-        .when(~col(f"_has_{EVENT_TS}"), F.lit("missing_timestamp"))
-        .when(col(EVENT_TS).isNull(), F.lit("bad_timestamp"))
-        .when(col(EVENT_TS) < F.lit(window.earliest), F.lit("timestamp_out_of_range"))
-        .when(col(EVENT_TS) >= F.lit(window.until), F.lit("timestamp_after_logical_date"))
-        .when(~col(f"_has_{VISITOR_ID}"), F.lit("missing_visitor_id"))
-        .when(col(VISITOR_ID).isNull() | (col(VISITOR_ID) < 0), F.lit("bad_visitor_id"))
-        .when(~col(f"_has_{ITEM_ID}"), F.lit("missing_item_id"))
-        .when(col(ITEM_ID).isNull() | (col(ITEM_ID) < 0), F.lit("bad_item_id"))
-        .when(col(EVENT_TYPE).isNull() & ~col("_ignored"), F.lit("unknown_event_type"))
-        .when(col(f"_has_{PRICE}") & col(PRICE).isNull(), F.lit("bad_price"))
-        .when(col(PRICE) < 0, F.lit("negative_price"))
-        .when(col(f"_has_{QUANTITY}") & col(QUANTITY).isNull(), F.lit("bad_quantity"))
-        .when(col(QUANTITY) < 0, F.lit("negative_quantity"))
-    )
-    if layout.purchase_needs_transaction:
-        reason = reason.when(
-            (col(EVENT_TYPE) == PURCHASE) != col(TRANSACTION_ID).isNotNull(),
-            F.lit("transaction_id_mismatch"),
-        )
-    status = (
-        F.when(col(REASON).isNotNull(), F.lit("quarantined"))
-        .when(col("_ignored"), F.lit("ignored"))
-        .otherwise(F.lit("accepted"))
-    )
-    return (
-        typed.withColumn(REASON, reason)
-        .withColumn(STATUS, status)
-        .drop("_ignored", *[f"_has_{c}" for c in _CHECKED])
-    )
-
-
-# Every column a layout can map: the event key plus the category (an item fact).
-_MAPPED = (*EVENT_KEY, CATEGORY_ID)
-_CHECKED = (EVENT_TS, VISITOR_ID, ITEM_ID, PRICE, QUANTITY)
-
-
-def mark_erased(parsed: DataFrame, erased: DataFrame | None) -> DataFrame:
-    """Give rows of erased visitors the status `erased`, whatever else was wrong with them.
-
-    `erased` has VISITOR_ID in the form bronze stores (pseudonymized when that is on).
-    """
-    if erased is None:
-        return parsed
-    ids = F.broadcast(erased.select(F.col(VISITOR_ID).alias("_erased_id")).distinct())
-    joined = parsed.join(ids, parsed[VISITOR_ID] == F.col("_erased_id"), "left")
-    hit = F.col("_erased_id").isNotNull()
-    return joined.select(
-        *[c for c in parsed.columns if c not in (STATUS, REASON)],
-        F.when(hit, F.lit(None).cast("string")).otherwise(F.col(REASON)).alias(REASON),
-        F.when(hit, F.lit("erased")).otherwise(F.col(STATUS)).alias(STATUS),
-    )
-
-
-def accepted_events(parsed: DataFrame, ingest_run: str) -> DataFrame:
-    """Accepted rows as bronze events, each distinct event once (exact duplicates dropped).
-
-    Two sources reporting the same event keep one row, attributed to the first source by name.
-    """
-    return (
-        parsed.where(F.col(STATUS) == "accepted")
-        .groupBy(*EVENT_KEY)
-        .agg(F.min(SOURCE).alias(SOURCE))
-        .select(*EVENT_KEY, SOURCE, F.lit(ingest_run).alias(INGEST_RUN))
-    )
-
-
-def quarantined_rows(parsed: DataFrame) -> DataFrame:
-    return parsed.where(F.col(STATUS) == "quarantined").select(*QUARANTINE_COLUMNS)
-
-
-def facts_from_events(parsed: DataFrame) -> DataFrame:
-    """One fact per item and source: latest category and price seen in its events, first sighting.
-
-    For layouts without a catalog feed (REES46, generic); availability stays unknown (null).
-    """
-    accepted = parsed.where(F.col(STATUS) == "accepted")
-    return (
-        accepted.groupBy(ITEM_ID, SOURCE)
-        .agg(
-            F.max(EVENT_TS).alias(FACT_TS),
-            _latest(CATEGORY_ID, EVENT_TS).alias(CATEGORY_ID),
-            _latest(PRICE, EVENT_TS).alias(PRICE),
-            F.lit(None).cast("boolean").alias(AVAILABLE),
-            F.min(EVENT_TS).alias(FIRST_SEEN_TS),
-        )
-        .select(*ITEM_FACT_COLUMNS)
-    )
-
-
-def parse_item_properties(rows: DataFrame, window: Window) -> DataFrame:
-    """RetailRocket item_properties rows -> item facts, with status and reason like events.
-
-    `rows` has RAW_LINE, FILE, SOURCE, FIELDS_OK and text columns timestamp, itemid, property,
-    value. Only categoryid and available are facts we use; other properties are `ignored`.
-    """
-    col = F.col
-    ts = parse_timestamp(col("timestamp"), "epoch_ms")
-    prop = F.trim(col("property"))
-    value = F.trim(col("value"))
-    typed = rows.select(
-        RAW_LINE,
-        FILE,
-        SOURCE,
-        FIELDS_OK,
-        ts.alias(FACT_TS),
-        _blank_to_null(col("itemid")).try_cast("long").alias(ITEM_ID),
-        prop.alias("_property"),
-        F.when(prop == "categoryid", value.try_cast("long")).alias(CATEGORY_ID),
-        F.when(prop == "available", F.when(value == "1", True).when(value == "0", False)).alias(
-            AVAILABLE
-        ),
-    )
-    reason = (
-        F.when(~col(FIELDS_OK), F.lit("wrong_field_count"))
-        .when(col(FACT_TS).isNull(), F.lit("bad_timestamp"))
-        .when(col(FACT_TS) < F.lit(window.earliest), F.lit("timestamp_out_of_range"))
-        .when(col(FACT_TS) >= F.lit(window.until), F.lit("timestamp_after_logical_date"))
-        .when(col(ITEM_ID).isNull() | (col(ITEM_ID) < 0), F.lit("bad_item_id"))
-        .when(
-            ((col("_property") == "categoryid") & col(CATEGORY_ID).isNull())
-            | ((col("_property") == "available") & col(AVAILABLE).isNull()),
-            F.lit("bad_property_value"),
-        )
-    )
-    status = (
-        F.when(col(REASON).isNotNull(), F.lit("quarantined"))
-        .when(~col("_property").isin(list(PROPERTY_FACTS)), F.lit("ignored"))
-        .otherwise(F.lit("accepted"))
-    )
-    return (
-        typed.withColumn(REASON, reason)
-        .withColumn(STATUS, status)
-        .withColumn(PRICE, F.lit(None).cast("double"))
-        .withColumn(FIRST_SEEN_TS, F.col(FACT_TS))
-        .drop("_property")
-    )
-
-
-def accepted_facts(parsed_properties: DataFrame) -> DataFrame:
-    return parsed_properties.where(F.col(STATUS) == "accepted").select(*ITEM_FACT_COLUMNS)
-
-
-def snapshot_catalog(facts: DataFrame, until: datetime) -> DataFrame:
-    """The catalog as of `until`: each item's latest known category, price and availability.
-
-    Folds item facts of every date; facts at or after `until` are never used, so a backfill sees
-    the catalog as it was. Availability defaults to True when no fact says otherwise.
-    """
-    known = facts.where(F.col(FACT_TS) < F.lit(until))
-    return (
-        known.groupBy(ITEM_ID)
-        .agg(
-            _latest(CATEGORY_ID, FACT_TS).alias(CATEGORY_ID),
-            _latest(PRICE, FACT_TS).alias(PRICE),
-            F.coalesce(_latest(AVAILABLE, FACT_TS), F.lit(True)).alias(AVAILABLE),
-            F.min(FIRST_SEEN_TS).alias(FIRST_SEEN_TS),
-        )
-        .select(*CATALOG_COLUMNS)
-    )
-
-
-def _latest(value: str, ts: str) -> Column:
-    # The value with the greatest timestamp among non-null values; ties go to the greatest
-    # value, so the result never depends on row order.
-    return F.max(F.when(F.col(value).isNotNull(), F.struct(F.col(ts), F.col(value))))[value]
 
 
 def count_outcomes(parsed: DataFrame) -> dict[str, dict]:
@@ -607,20 +259,6 @@ def read_landed(
     return landed
 
 
-def visitor_key(cfg: Config) -> bytes | None:
-    """The pseudonymization key from the environment, or None when pseudonymization is off."""
-    setting = cfg.ingest.pseudonymize_visitor_ids
-    if not setting.enabled:
-        return None
-    key = os.environ.get(setting.key_env, "")
-    if not key:
-        raise RuntimeError(
-            f"ingest.pseudonymize_visitor_ids is on but the key variable {setting.key_env} is "
-            "unset or empty; set it from your secret store (never from a file in the repo)"
-        )
-    return key.encode()
-
-
 def _union(frames: list[DataFrame], empty: DataFrame) -> DataFrame:
     result = empty
     for frame in frames:
@@ -633,9 +271,11 @@ def _empty_parsed(spark: SparkSession, window: Window) -> DataFrame:
     rows = spark.createDataFrame(
         [],
         f"{RAW_LINE} string, {FILE} string, {SOURCE} string, {FIELDS_OK} boolean, "
-        + ", ".join(f"{c} string" for c in _MAPPED),
+        + ", ".join(f"{c} string" for c in MAPPED_COLUMNS),
     )
-    layout = Layout("csv", "", {c: c for c in _MAPPED}, "epoch_ms", {t: (t,) for t in EVENT_TYPES})
+    layout = Layout(
+        "csv", "", {c: c for c in MAPPED_COLUMNS}, "epoch_ms", {t: (t,) for t in EVENT_TYPES}
+    )
     return parse_events(rows, layout, window)
 
 
@@ -650,12 +290,14 @@ BRONZE_TABLES = (("bronze", "events"), ("bronze", "item_facts"), ("bronze", "cat
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
     spark = get_spark("ingest", args.cfg)
-    ingest(spark, args.cfg, args.run_date)
-    spark.stop()
+    try:
+        run(args.cfg, args.run_date, spark)
+    finally:
+        spark.stop()
     return 0
 
 
-def ingest(spark: SparkSession, cfg: Config, run_date: date) -> dict:
+def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     """Ingest every source's files for run_date; write bronze, quarantine, lineage and report."""
     lake = Lake(cfg.paths.lake)
     window = Window.for_date(run_date, cfg.ingest.min_event_date)

@@ -1,6 +1,6 @@
 """Monitor: tonight against the trailing nights; a fact out of bounds fails the task (the alert).
 
-After the export, the monitor records the night's facts (jobs.core.schemas.MONITOR_FACTS):
+After the export, the monitor records the night's facts (jobs.infra.schemas.MONITOR_FACTS):
 accepted events by type, quarantine and bot rates, the challenger's NDCG@10, the share of the
 catalog in the exported lists, the share of a visitor's list that was already in yesterday's
 (on a sample of `monitor.overlap_visitors` visitors) and the share of fallback rows. It compares
@@ -23,10 +23,10 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import MonitorBounds
-from jobs.core.paths import Lake
-from jobs.core.schemas import EVENT_TYPE, EVENT_TYPES, ITEM_ID, MONITOR_FACTS, VISITOR_ID
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import MonitorBounds
+from jobs.infra.paths import Lake
+from jobs.infra.schemas import EVENT_TYPE, EVENT_TYPES, ITEM_ID, MONITOR_FACTS, VISITOR_ID
 
 log = logging.getLogger("monitor")
 
@@ -178,8 +178,8 @@ def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.core.paths import read_partition
-    from jobs.core.rerank import sample_visitors
+    from jobs.infra.paths import read_partition
+    from jobs.recommenders.rerank import sample_visitors
 
     args = parse_stage_args(argv, __doc__)
     cfg, lake, run_date = args.cfg, args.lake, args.run_date
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 def _log_to_mlflow(cfg, run_id: str, report: dict, run_date: date) -> None:
     import mlflow
 
-    from jobs.core.tracking import init_tracking
+    from jobs.infra.tracking import init_tracking
 
     init_tracking(cfg)
     with mlflow.start_run(run_id=run_id):
@@ -256,7 +256,7 @@ def _log_to_mlflow(cfg, run_id: str, report: dict, run_date: date) -> None:
 
 
 def _trend_plot(report: dict, run_date: date):
-    from jobs.core.tracking import pyplot
+    from jobs.infra.tracking import pyplot
 
     plt = pyplot()
     nights = {**report["trailing"], run_date.isoformat(): report["facts"]}

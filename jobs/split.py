@@ -21,11 +21,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.paths import partition_digest, write_lineage
-from jobs.core.schemas import EVENT_TS, EVENT_TYPE, FIRST_SEEN_TS, ITEM_ID, VISITOR_ID
-from jobs.core.spark import get_spark
-from jobs.ingest import snapshot_catalog
+from jobs.feeds.catalog import snapshot_catalog
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.paths import partition_digest, write_lineage
+from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, FIRST_SEEN_TS, ITEM_ID, VISITOR_ID
+from jobs.infra.spark import get_spark
 
 log = logging.getLogger("split")
 

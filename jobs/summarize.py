@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.paths import Lake
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.paths import Lake
 
 STAGES = ("ingest", "clean", "validate", "split", "train", "evaluate", "gate", "export")
 

@@ -1,7 +1,7 @@
 """Train: the training split -> a tuned implicit ALS model, logged and registered in MLflow.
 
 Events become a visitor x item confidence matrix (weights per event type, optional time decay
-and saturation, from config). A seeded random search (`tune.*`, jobs/core/tuning.py) scores
+and saturation, from config). A seeded random search (`tune.*`, jobs/recommenders/tuning.py) scores
 candidate parameters on the validation window at the end of the training period, each trial a
 nested MLflow run with its learning curve; the best one is refitted on all training data. The
 search runs at most once in `tune.every_days` logical days (or when --retune): the nights in
@@ -26,12 +26,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import TrainConfig
-from jobs.core.model import AlsRecommender, candidate_pool, rank_by_popularity
-from jobs.core.paths import Lake, partition_digest, read_partition, trace_lineage
-from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
-from jobs.core.tuning import (
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import TrainConfig
+from jobs.infra.paths import Lake, partition_digest, read_partition, trace_lineage
+from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.recommenders.als import AlsRecommender
+from jobs.recommenders.interactions import candidate_pool, rank_by_popularity
+from jobs.recommenders.tuning import (
     EmptyTrainingSetError,
     TrialResult,
     confidence_matrix,
@@ -80,7 +81,7 @@ def require_validated(lake: Lake, run_date: date) -> None:
 def main(argv: list[str] | None = None) -> int:
     import mlflow
 
-    from jobs.core.tracking import CHALLENGER, git_commit, init_tracking
+    from jobs.infra.tracking import CHALLENGER, git_commit, init_tracking
 
     args = parse_stage_args(
         argv,
@@ -258,8 +259,8 @@ def _fit(data, params: TrainConfig, cfg):
     """ALS on the configured engine: implicit in this process, or MLlib on the job's Spark."""
     if params.engine == "implicit":
         return fit_als(data, params)
-    from jobs.core.mllib import fit_mllib_als
-    from jobs.core.spark import get_spark
+    from jobs.infra.spark import get_spark
+    from jobs.recommenders.mllib import fit_mllib_als
 
     return fit_mllib_als(data, params, get_spark("train-mllib", cfg))
 
@@ -306,7 +307,7 @@ def _log_trial(trial: TrialResult) -> None:
 
 
 def _learning_curves(trials: list[TrialResult], k: int):
-    from jobs.core.tracking import pyplot
+    from jobs.infra.tracking import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -326,7 +327,7 @@ def _log_model(recommender: AlsRecommender, tmp: Path, model_name: str):
     import mlflow
     from mlflow.models import infer_signature
 
-    from jobs.core.model import RecommenderPyfunc
+    from jobs.recommenders.pyfunc import RecommenderPyfunc
 
     model_dir = tmp / "recommender"
     recommender.save(model_dir)

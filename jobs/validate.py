@@ -28,11 +28,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import Config, ValidateConfig, VolumeCheckConfig
-from jobs.core.paths import Lake, end_of_day, write_json_atomic
-from jobs.core.schemas import EVENT_TS, ITEM_ID
-from jobs.core.spark import get_spark
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import Config, ValidateConfig, VolumeCheckConfig
+from jobs.infra.paths import Lake, end_of_day, write_json_atomic
+from jobs.infra.schemas import EVENT_TS, ITEM_ID
+from jobs.infra.spark import get_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -329,11 +329,15 @@ def _lacking(frame: DataFrame, columns: tuple[str, ...]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
-    validate_partitions(get_spark("validate", args.cfg), args.cfg, args.run_date)
+    spark = get_spark("validate", args.cfg)
+    try:
+        run(args.cfg, args.run_date, spark)
+    finally:
+        spark.stop()
     return 0
 
 
-def validate_partitions(spark: SparkSession, cfg: Config, run_date: date) -> dict[str, Any]:
+def run(cfg: Config, run_date: date, spark: SparkSession) -> dict[str, Any]:
     """Validate the day's bronze events, catalog and silver events; write docs and reports.
 
     Returns the stage report. Raises FileNotFoundError if a partition is missing and

@@ -36,7 +36,7 @@ def spark():
 @pytest.fixture()
 def cfg(tmp_path):
     """The test config with every path inside tmp_path."""
-    from jobs.core.config import load_config
+    from jobs.infra.config import load_config
 
     env = {
         "RECS__PATHS__LAKE": str(tmp_path / "lake"),
@@ -66,8 +66,8 @@ def s3_endpoint():
 @pytest.fixture()
 def bucket(s3_endpoint, request):
     """A fresh bucket on the session endpoint; returns (client, StorageConfig)."""
-    from jobs.core.config import StorageConfig
-    from jobs.core.storage import s3_client
+    from jobs.infra.config import StorageConfig
+    from jobs.infra.storage import s3_client
 
     name = "t-" + request.node.name.lower().replace("_", "-")[:50]
     storage = StorageConfig(endpoint_url=s3_endpoint, bucket=name, prefix="nightly")

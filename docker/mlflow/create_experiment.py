@@ -1,6 +1,6 @@
 """Create the pipeline's MLflow experiment on the tracking server, so its artifacts go to MinIO.
 
-jobs/core/tracking.py creates a missing experiment with the config's `mlflow.artifact_root`, a
+jobs/infra/tracking.py creates a missing experiment with the config's `mlflow.artifact_root`, a
 local folder of whichever container runs first. Created here first, through the server and
 without an artifact location, the experiment gets the server's proxied root
 (`mlflow-artifacts:/...`, stored under `--artifacts-destination`, s3://mlflow/ in MinIO), and
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlflow import MlflowClient
 
-    from jobs.core.config import load_config
+    from jobs.infra.config import load_config
 
     cfg = load_config(args.config)
     client = MlflowClient(tracking_uri=cfg.mlflow.tracking_uri)

@@ -39,11 +39,11 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs.core.config import load_config
-from jobs.core.paths import Lake
 from jobs.gate import GATED_EXIT_CODE
+from jobs.infra.config import load_config
+from jobs.infra.paths import Lake
+from jobs.shop.land import land
 from jobs.tools.demo import s3_endpoint
-from jobs.tools.land import land
 from jobs.tools.processes import free_port, group_usage, start_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
@@ -131,7 +131,7 @@ def generated_shop(shop: Path, scale: float, seed: int, env: dict, logs: Path) -
         return {"cached": str(shop)}
     partial = shop.with_name(shop.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, "-m", "jobs.generate", "--out", str(partial)]
+    cmd = [sys.executable, "-m", "jobs.shop.generate", "--out", str(partial)]
     figures = measured(cmd + ["--scale", str(scale), "--seed", str(seed)], env, logs / "gen.log")
     (partial / "_COMPLETE").write_text(json.dumps(figures) + "\n")
     shutil.rmtree(shop, ignore_errors=True)
@@ -314,7 +314,7 @@ SPARK_STAGES = ("ingest_history", "ingest_day", "clean", "validate", "split")
 
 def spark_startup(logs: Path, name: str) -> float | None:
     """Seconds from process start to a ready Spark session in stage `name`'s first run, from
-    the line jobs.core.spark logs (Python imports, JVM start, session)."""
+    the line jobs.infra.spark logs (Python imports, JVM start, session)."""
     pattern = re.compile(r"spark session ready: [\d.]+ s to start, ([\d.]+) s after")
     found = pattern.search((logs / f"{name}.0.log").read_text())
     return float(found.group(1)) if found else None

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.core.config import load_config
-from jobs.core.paths import Lake
 from jobs.export import load_inputs, write_recommendations
+from jobs.infra.config import load_config
+from jobs.infra.paths import Lake
 
 
 def bare_implicit(recommender, users: np.ndarray, n: int, exclude, blocked: np.ndarray) -> float:

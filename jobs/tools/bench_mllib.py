@@ -36,14 +36,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.metrics import ranking_metrics
-from jobs.core.model import AlsRecommender, Fallback, candidate_pool, rank_by_popularity
-from jobs.core.paths import Lake, read_partition, write_json_atomic
-from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
-from jobs.core.tuning import confidence_matrix, fit_als, interactions_for
 from jobs.evaluate import truth_sets
 from jobs.export import write_recommendations
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.paths import Lake, read_partition, write_json_atomic
+from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.recommenders.als import AlsRecommender
+from jobs.recommenders.base import Fallback
+from jobs.recommenders.interactions import candidate_pool, rank_by_popularity
+from jobs.recommenders.metrics import ranking_metrics
+from jobs.recommenders.tuning import confidence_matrix, fit_als, interactions_for
 from jobs.tools.bench import PROJECT, machine
 from jobs.tools.bench_train import blas_threads, load_params, matrix_shape
 
@@ -122,8 +124,8 @@ def _add_arguments(parser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.core.mllib import as_implicit, fit_mllib
-    from jobs.core.spark import get_spark
+    from jobs.infra.spark import get_spark
+    from jobs.recommenders.mllib import as_implicit, fit_mllib
 
     args = parse_stage_args(argv, __doc__, _add_arguments)
     cfg, opts, run_date = args.cfg, args.extras, args.run_date

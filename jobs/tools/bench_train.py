@@ -29,12 +29,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.core.cli import parse_stage_args
-from jobs.core.config import TrainConfig
-from jobs.core.model import InteractionMatrix
-from jobs.core.paths import Lake, read_partition, write_json_atomic
-from jobs.core.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
-from jobs.core.tuning import EmptyTrainingSetError, confidence_matrix, fit_als, interactions_for
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import TrainConfig
+from jobs.infra.paths import Lake, read_partition, write_json_atomic
+from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.recommenders.interactions import InteractionMatrix
+from jobs.recommenders.tuning import (
+    EmptyTrainingSetError,
+    confidence_matrix,
+    fit_als,
+    interactions_for,
+)
 from jobs.tools.bench import PROJECT, machine
 
 GOAL_RATIO = 1.15

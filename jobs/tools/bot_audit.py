@@ -27,9 +27,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from jobs.clean import RULES, RULES_BROKEN
-from jobs.core.cli import parse_stage_args
-from jobs.core.paths import Lake, read_partition, write_json_atomic
-from jobs.core.schemas import VISITOR_ID
+from jobs.infra.cli import parse_stage_args
+from jobs.infra.paths import Lake, read_partition, write_json_atomic
+from jobs.infra.schemas import VISITOR_ID
 
 ALL_RULES = "all rules"
 

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from jobs.core.config import load_config
+from jobs.infra.config import load_config
 from jobs.tools.demo import DAG_ID, PROJECT
 
 # Chromium on a machine with no network beyond loopback: no background calls home.

@@ -1,7 +1,7 @@
 """The demo: a synthetic shop, the local S3 endpoint, and one nightly run through Airflow.
 
 Generates the shop (once per scale and seed), lands it as daily arrivals from DATE and loads the
-history before DATE once (jobs/tools/land.py, then ingest for DATE - 1), starts the S3 endpoint,
+history before DATE once (jobs/shop/land.py, then ingest for DATE - 1), starts the S3 endpoint,
 runs
 ``airflow dags test nightly_recs DATE`` in a private AIRFLOW_HOME under .local/, prints the run's
 summary and the published latest.json, and stops what it started, whatever happens.
@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs.core.config import Config, load_config
-from jobs.core.paths import Lake
-from jobs.tools.land import land
+from jobs.infra.config import Config, load_config
+from jobs.infra.paths import Lake
+from jobs.shop.land import land
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def prepare_shop(
     if generated:
         print(f"[demo] generating the synthetic shop (scale {scale}) into {cfg.paths.raw}")
         _run(
-            [sys.executable, "-m", "jobs.generate", "--out", str(cfg.paths.raw)]
+            [sys.executable, "-m", "jobs.shop.generate", "--out", str(cfg.paths.raw)]
             + ["--scale", str(scale), "--seed", str(seed)],
             env,
             logs / "generate.log",
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _read_latest(cfg: Config, dataset: str) -> dict:
-    from jobs.core.storage import LATEST, dataset_prefix, s3_client
+    from jobs.infra.storage import LATEST, dataset_prefix, s3_client
 
     client = s3_client(cfg.storage)
     key = f"{dataset_prefix(cfg.storage, dataset)}/{LATEST}"

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from jobs.core.config import load_config
-from jobs.core.storage import s3_client
+from jobs.infra.config import load_config
+from jobs.infra.storage import s3_client
 
 # moto accepts any credentials; boto3 only needs some to sign requests.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

@@ -24,7 +24,7 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs.core.config import Config, load_config
+from jobs.infra.config import Config, load_config
 from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
 from jobs.tools.processes import group_members, group_rss_mb, start_group, stop_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS

@@ -41,7 +41,7 @@ def test_schedule_and_operating_defaults(dagbag):
     assert dag.get_task("monitor").retries == 0
     assert dag.get_task("monitor").trigger_rule == "none_failed"
     assert all(t.retry_exponential_backoff for t in dag.tasks)
-    assert all(t.on_failure_callback for t in dag.tasks)  # jobs/core/alerts.py
+    assert all(t.on_failure_callback for t in dag.tasks)  # jobs/infra/alerts.py
     spark_tasks = {t.task_id for t in dag.tasks if t.task_type == "SparkSubmitOperator"}
     assert spark_tasks == {"ingest", "clean", "validate", "split"}
     # A gated challenger skips `gate`; the export must still republish the champion.

@@ -343,7 +343,7 @@ def test_spark_stages_reach_the_cluster_and_share_the_lake(services):
 
 
 def test_pipeline_settings_load_as_a_valid_config(services):
-    from jobs.core.config import load_config
+    from jobs.infra.config import load_config
 
     env = {
         k: _interpolate(v, _filled_env())

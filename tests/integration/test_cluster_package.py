@@ -24,7 +24,7 @@ def test_the_zip_holds_every_module_of_the_jobs_package_and_nothing_else(tmp_pat
         if "__pycache__" not in p.parts
     )
     assert names == expected
-    assert {"jobs/__init__.py", "jobs/core/config.py", "jobs/clean.py"} <= set(names)
+    assert {"jobs/__init__.py", "jobs/infra/config.py", "jobs/clean.py"} <= set(names)
 
 
 def test_packaging_twice_gives_the_same_bytes(tmp_path):

@@ -132,8 +132,8 @@ def test_executors_import_the_jobs_package_from_the_shipped_zip(spark_cluster, j
 def test_the_spark_stages_give_the_same_results_on_the_cluster_as_on_local(
     spark_cluster, jobs_zip, tmp_path
 ):
-    from jobs import generate
-    from jobs.tools.land import land
+    from jobs.shop import generate
+    from jobs.shop.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", "0.003", "--seed", "42"]) == 0
     land(tmp_path / "raw", tmp_path / "landing" / "retailrocket", DAY)

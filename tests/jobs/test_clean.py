@@ -12,7 +12,6 @@ from jobs.clean import (
     CleanCountsError,
     MissingColumnsError,
     check_bronze_dates,
-    clean,
     count_by_rule,
     drop_cross_day_duplicates,
     drop_flagged,
@@ -20,9 +19,10 @@ from jobs.clean import (
     reconcile,
     visitor_signals,
 )
-from jobs.core.config import CleanConfig
-from jobs.core.paths import Lake, read_lineage
-from jobs.core.schemas import event_schema
+from jobs.clean import run as clean
+from jobs.infra.config import CleanConfig
+from jobs.infra.paths import Lake, read_lineage
+from jobs.infra.schemas import event_schema
 
 D = date(2015, 9, 18)
 T0 = datetime(2015, 9, 1, tzinfo=UTC)  # a Tuesday, 00:00 UTC
@@ -283,7 +283,7 @@ def test_clean_unions_the_partitions_and_reconciles_on_the_written_data(spark, c
     # A late file repeats the shopper's first view; visitor 3 comes back.
     _write_bronze(spark, lake, D, [(0, 1, 10, "view"), (50, 3, 11, "view")])
 
-    report = clean(spark, cfg, D)
+    report = clean(cfg, D, spark)
 
     silver = spark.read.parquet(str(lake.partition("silver", "events", D)))
     assert [(r.visitor_id, r.item_id, r.event_type, r.ingest_run) for r in silver.collect()] == [
@@ -319,11 +319,11 @@ def test_clean_unions_the_partitions_and_reconciles_on_the_written_data(spark, c
 def test_clean_stops_at_a_missed_ingest_and_without_bronze(spark, cfg):
     lake = Lake(cfg.paths.lake)
     with pytest.raises(FileNotFoundError, match="run ingest for 2015-09-18"):
-        clean(spark, cfg, D)
+        clean(cfg, D, spark)
     _write_bronze(spark, lake, date(2015, 9, 16), [(0, 1, 10, "view")])
     _write_bronze(spark, lake, D, [(50, 1, 11, "view")])
     with pytest.raises(BronzeGapError, match="2015-09-17. Run ingest"):
-        clean(spark, cfg, D)
+        clean(cfg, D, spark)
     assert not lake.partition("silver", "events", D).exists()
 
 
@@ -331,7 +331,7 @@ def test_clean_stops_at_a_missed_ingest_and_without_bronze(spark, cfg):
 def test_clean_without_bots_keeps_every_row_and_writes_an_empty_removed_table(spark, cfg):
     lake = Lake(cfg.paths.lake)
     _write_bronze(spark, lake, D, [(0, 1, 10, "view"), (1, 1, 10, "cart")])
-    report = clean(spark, cfg, D)
+    report = clean(cfg, D, spark)
     assert (report["rows_in"], report["rows_out"], report["removed_events"]) == (2, 2, 0)
     removed = spark.read.parquet(str(lake.partition("silver", "removed_visitors", D)))
     assert removed.count() == 0 and removed.columns[:3] == ["visitor_id", "rule", "rules"]

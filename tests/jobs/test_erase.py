@@ -5,9 +5,10 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from jobs.core.paths import Lake
-from jobs.erase import bronze_visitor_id, erase, without_raw_lines, without_visitors
-from jobs.ingest import ingest
+from jobs.erase import erase, without_raw_lines, without_visitors
+from jobs.feeds.privacy import bronze_visitor_id
+from jobs.infra.paths import Lake
+from jobs.ingest import run as ingest
 
 D = date(2015, 9, 18)
 T0 = 1442534400000  # 2015-09-18 00:00:00 UTC in ms
@@ -46,7 +47,7 @@ def test_erased_visitor_leaves_the_lake_and_is_kept_out_of_later_ingests(spark, 
     cfg = cfg.model_copy(
         update={"ingest": cfg.ingest.model_copy(update={"max_quarantine_rate": 1.0})}
     )
-    ingest(spark, cfg, D)
+    ingest(cfg, D, spark)
 
     entry = erase(cfg, ["1"], key=None)
     assert set(entry["rows_removed"].values()) == {1}  # one bronze row, one quarantined line
@@ -54,7 +55,7 @@ def test_erased_visitor_leaves_the_lake_and_is_kept_out_of_later_ingests(spark, 
     assert [r.visitor_id for r in bronze.collect()] == [2]
     assert spark.read.parquet(str(lake.partition("quarantine", "rows", D))).count() == 0
 
-    report = ingest(spark, cfg, D)  # the landing file still has visitor 1: ingest drops it
+    report = ingest(cfg, D, spark)  # the landing file still has visitor 1: ingest drops it
     assert (report["accepted"], report["erased"], report["quarantined"]) == (1, 2, 0)
     bronze = spark.read.parquet(str(lake.partition("bronze", "events", D)))
     assert [r.visitor_id for r in bronze.collect()] == [2]

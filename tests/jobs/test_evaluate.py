@@ -3,10 +3,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from jobs.core.config import RerankWeights
-from jobs.core.metrics import ItemContext
-from jobs.core.rerank import Reranker
 from jobs.evaluate import compare_reranking, exposure_by_popularity_decile, truth_sets
+from jobs.infra.config import RerankWeights
+from jobs.recommenders.metrics import ItemContext
+from jobs.recommenders.rerank import Reranker
 
 
 def test_truth_sets_split_warm_and_cold_and_keep_main_to_warm_items():
@@ -85,8 +85,8 @@ def test_compare_reranking_scores_each_configuration_on_the_same_candidates():
 
 
 def test_audit_lists_segments_by_tenure_and_attribute_and_warns_past_thresholds():
-    from jobs.core.config import AuditConfig
     from jobs.evaluate import audit_lists
+    from jobs.infra.config import AuditConfig
 
     train = pd.DataFrame(
         {

@@ -5,14 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.core.config import RerankWeights
-from jobs.core.model import Fallback, PopularityRecommender
-from jobs.core.rerank import Reranker, sample_visitors
 from jobs.export import (
     to_export_rows,
     to_personalize_lines,
     write_recommendations,
 )
+from jobs.infra.config import RerankWeights
+from jobs.recommenders.base import Fallback
+from jobs.recommenders.popularity import PopularityRecommender
+from jobs.recommenders.rerank import Reranker, sample_visitors
 
 
 @pytest.fixture()

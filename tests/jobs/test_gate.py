@@ -1,7 +1,7 @@
 import pytest
 
-from jobs.core.config import GateConfig
 from jobs.gate import decide
+from jobs.infra.config import GateConfig
 
 RULES = GateConfig(min_lift_over_popularity=0.10, max_regression_vs_champion=0.02)
 

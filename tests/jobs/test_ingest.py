@@ -5,21 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.config import SourceConfig
-from jobs.core.paths import Lake, partition_digest, read_lineage
-from jobs.ingest import (
+from jobs.feeds.catalog import snapshot_catalog
+from jobs.feeds.privacy import pseudonymize
+from jobs.feeds.sources import (
     RETAILROCKET,
-    QuarantineRateError,
-    ReconciliationError,
     SchemaMismatchError,
     Window,
     check_columns,
-    ingest,
     parse_events,
-    pseudonymize,
-    reconcile,
-    snapshot_catalog,
 )
+from jobs.infra.config import SourceConfig
+from jobs.infra.paths import Lake, partition_digest, read_lineage
+from jobs.ingest import QuarantineRateError, ReconciliationError, reconcile
+from jobs.ingest import run as ingest
 
 pytestmark = pytest.mark.spark
 D = date(2015, 9, 18)
@@ -127,7 +125,7 @@ def test_rees46_file_ingests_by_configuration_alone(spark, cfg):
             "2015-09-18 12:00:00 UTC,view,3900821,2053013552326770905,,aqua,33.20,554748717",
         ],
     )
-    report = ingest(spark, _with_sources(cfg, *cfg.ingest.sources, max_quarantine_rate=1.0), D)
+    report = ingest(_with_sources(cfg, *cfg.ingest.sources, max_quarantine_rate=1.0), D, spark)
 
     rows = [
         (r.event_ts, r.visitor_id, r.item_id, r.event_type, r.price, r.session_id, r.source)
@@ -190,7 +188,7 @@ GENERIC_LINES = [
 def test_generic_csv_maps_columns_and_event_names_from_config(spark, cfg):
     cfg = _with_sources(cfg, _generic_source(), max_quarantine_rate=1.0)
     _land(cfg, "myshop", D, "export.csv", GENERIC_LINES)
-    report = ingest(spark, cfg, D)
+    report = ingest(cfg, D, spark)
     rows = [
         (r.event_ts, r.visitor_id, r.item_id, r.event_type, r.quantity, r.transaction_id)
         for r in _bronze(spark, cfg).orderBy("event_ts").collect()
@@ -221,7 +219,7 @@ def test_generic_parquet_with_native_timestamps(spark, cfg, tmp_path):
             "order_no": [None, "B-9"],
         }
     ).to_parquet(folder / "part-0.parquet", coerce_timestamps="us")  # Spark cannot read ns
-    report = ingest(spark, cfg, D)
+    report = ingest(cfg, D, spark)
     rows = [(r.event_ts, r.visitor_id, r.event_type) for r in _bronze(spark, cfg).collect()]
     assert sorted(rows) == [
         (datetime(2015, 9, 18, 8, 0), 7, "view"),
@@ -234,7 +232,7 @@ def test_a_renamed_column_fails_naming_the_file_and_column(spark, cfg):
     cfg = _with_sources(cfg, _generic_source())
     path = _land(cfg, "myshop", D, "export.csv", [GENERIC_LINES[0].replace("sku", "product")])
     with pytest.raises(SchemaMismatchError, match=rf"{path}: missing column\(s\) \['sku'\]"):
-        ingest(spark, cfg, D)
+        ingest(cfg, D, spark)
     with pytest.raises(SchemaMismatchError, match="events.csv: missing"):
         check_columns(["timestamp", "visitor"], ("timestamp", "visitorid"), "events.csv")
 
@@ -243,14 +241,14 @@ def test_too_much_quarantine_fails_naming_file_and_reasons_and_keeps_no_bronze(s
     path = _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, f"{T0},1,view,10,", "junk"])
     expected = rf"{path}: 50.00% of 2 rows quarantined \(wrong_field_count=1\)"
     with pytest.raises(QuarantineRateError, match=expected):
-        ingest(spark, cfg, D)
+        ingest(cfg, D, spark)
     lake = Lake(cfg.paths.lake)
     assert not lake.partition("bronze", "events", D).exists()
     assert spark.read.parquet(str(lake.partition("quarantine", "rows", D))).count() == 1
 
 
 def test_an_empty_day_succeeds_and_says_so(spark, cfg):
-    report = ingest(spark, cfg, D)
+    report = ingest(cfg, D, spark)
     assert report["empty_day"] is True
     assert (report["raw_rows"], report["accepted"]) == (0, 0)
     assert _bronze(spark, cfg).count() == 0
@@ -260,15 +258,15 @@ def test_an_empty_day_succeeds_and_says_so(spark, cfg):
 def test_rerun_is_identical_and_a_late_file_completes_the_day(spark, cfg):
     _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, f"{T0},1,view,10,"])
     lake = Lake(cfg.paths.lake)
-    ingest(spark, cfg, D)
+    ingest(cfg, D, spark)
     first = partition_digest(lake.partition("bronze", "events", D))
-    ingest(spark, cfg, D)
+    ingest(cfg, D, spark)
     assert partition_digest(lake.partition("bronze", "events", D)) == first
 
     # A late file repeating one row and adding another: the day is complete, the repeat counted.
     late = [RR_HEADER, f"{T0},1,view,10,", f"{T0},2,view,11,"]
     _land(cfg, "retailrocket", D, "events-late.csv", late)
-    report = ingest(spark, cfg, D)
+    report = ingest(cfg, D, spark)
     assert (report["accepted"], report["duplicates"]) == (2, 1)
     lineage = read_lineage(lake.partition("bronze", "events", D))
     names = [Path(f["file"]).name for f in lineage["inputs"]]
@@ -291,9 +289,9 @@ def test_pseudonymized_ingest_needs_the_key_and_hides_ids(spark, cfg, monkeypatc
     cfg = _with_sources(cfg, *cfg.ingest.sources, pseudonymize_visitor_ids=setting)
     monkeypatch.delenv("RECS_VISITOR_ID_KEY", raising=False)
     with pytest.raises(RuntimeError, match="RECS_VISITOR_ID_KEY is unset"):
-        ingest(spark, cfg, D)
+        ingest(cfg, D, spark)
     monkeypatch.setenv("RECS_VISITOR_ID_KEY", "k")
-    ingest(spark, cfg, D)
+    ingest(cfg, D, spark)
     (row,) = _bronze(spark, cfg).collect()
     assert row.visitor_id == int(hmac.new(b"k", b"1", hashlib.sha256).hexdigest()[:15], 16)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.core.config import MonitorBounds, MonitorConfig
-from jobs.core.paths import Lake
+from jobs.infra.config import MonitorBounds, MonitorConfig
+from jobs.infra.paths import Lake
 from jobs.monitor import check_night, night_facts, removed_share, stale_ratio, trailing_records
 
 DAY = date(2015, 9, 18)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.paths import LINEAGE_FILE, partition_digest
+from jobs.infra.paths import LINEAGE_FILE, partition_digest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -57,9 +57,9 @@ def _stage(name: str, day: date, config: Path) -> None:
 def test_rerunning_a_date_rewrites_the_same_rows_lineage_and_reports(
     tmp_path, write_overlay, s3_endpoint
 ):
-    from jobs import generate
-    from jobs.core.config import load_config
-    from jobs.tools.land import land
+    from jobs.infra.config import load_config
+    from jobs.shop import generate
+    from jobs.shop.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", "0.003", "--seed", "42"]) == 0
     config = write_overlay(s3_endpoint, "rerun")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.paths import Lake
+from jobs.infra.paths import Lake
 from jobs.train import UnvalidatedDataError, earlier_search, main, require_validated
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.config import ValidateConfig, VolumeCheckConfig
-from jobs.core.paths import Lake
+from jobs.infra.config import ValidateConfig, VolumeCheckConfig
+from jobs.infra.paths import Lake
 from jobs.validate import (
     BRONZE_EVENTS_SUITE,
     CATALOG_SUITE,
@@ -32,10 +32,10 @@ from jobs.validate import (
     flag_items_missing_from_catalog,
     load_suite,
     main,
+    run,
     run_suites,
     summarize,
     trailing_volume,
-    validate_partitions,
     volume_parameters,
 )
 
@@ -187,7 +187,7 @@ def test_expectation_parameters_reject_a_min_event_date_after_the_run_date():
 
 
 def test_volume_ratios_out_of_order_are_a_config_error():
-    from jobs.core.config import ConfigError, load_config
+    from jobs.infra.config import ConfigError, load_config
 
     with pytest.raises(
         ConfigError, match="validate.volume: .*min_ratio 5.0 is above max_ratio 4.0"
@@ -603,7 +603,7 @@ def test_stage_fails_naming_every_failing_expectation_after_writing_its_reports(
         caplog.at_level(logging.INFO, logger="jobs.validate"),
         pytest.raises(DataValidationError) as failure,
     ):
-        validate_partitions(spark, cfg, RUN_DATE)
+        run(cfg, RUN_DATE, spark)
 
     message = str(failure.value)
     assert message.startswith("data validation failed for 2015-09-18: 2 expectation(s) failed")
@@ -671,7 +671,7 @@ def test_main_passes_the_clean_shop_and_reports_exact_counts(spark, tmp_path):
 
 @pytest.mark.spark
 def test_an_empty_bronze_day_without_history_passes_and_notes_the_skipped_volume_check(spark, cfg):
-    from jobs.core.schemas import event_schema
+    from jobs.infra.schemas import event_schema
 
     shop = Shop(silver=_day() * 2)  # 10 events, all on the logical date
     _write_partitions(spark, cfg.paths.lake, shop)
@@ -679,7 +679,7 @@ def test_an_empty_bronze_day_without_history_passes_and_notes_the_skipped_volume
     bronze = Lake(cfg.paths.lake).partition("bronze", "events", RUN_DATE)
     spark.createDataFrame([], event_schema()).write.mode("overwrite").parquet(str(bronze))
 
-    report = validate_partitions(spark, cfg, RUN_DATE)
+    report = run(cfg, RUN_DATE, spark)
 
     assert report["success"] is True
     assert report["rows_validated"]["bronze_events"] == 0
@@ -702,7 +702,7 @@ def test_a_silver_partition_without_item_id_is_reported_not_a_crash(spark, cfg):
     )
 
     with pytest.raises(DataValidationError, match=r"silver_events: expect_table_columns_to_match"):
-        validate_partitions(spark, cfg, RUN_DATE)
+        run(cfg, RUN_DATE, spark)
 
     report = Lake(cfg.paths.lake).read_stage_report(RUN_DATE, "validate")
     assert report["skipped"] == {
@@ -720,7 +720,7 @@ def test_missing_partition_names_the_path_and_removes_an_earlier_verdict(cfg):
     expected = cfg.paths.lake / "silver" / "events" / "dt=2015-09-18"
 
     with pytest.raises(FileNotFoundError, match=re.escape(f"{expected}: did the clean stage run?")):
-        validate_partitions(None, cfg, RUN_DATE)  # fails before it needs Spark
+        run(cfg, RUN_DATE, None)  # fails before it needs Spark
 
     # train must not find the earlier run's success for data that was never validated.
     assert not lake.stage_report(RUN_DATE, "validate").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.core.paths import Lake
+from jobs.infra.paths import Lake
 
 RUN_DATE = date(2015, 9, 18)
 CUTOFF = "2015-09-05T00:00:00+00:00"

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from jobs.core import spark
+from jobs.infra import spark
 from jobs.tools import bench
 from jobs.tools.bench import measured, repeated
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.paths import Lake
+from jobs.infra.paths import Lake
 from jobs.tools.bench_train import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]

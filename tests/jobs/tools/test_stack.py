@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.config import load_config
+from jobs.infra.config import load_config
 from jobs.tools.processes import free_port, group_members
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

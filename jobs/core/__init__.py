@@ -1,1 +1,0 @@
-"""Shared core of the pipeline: config, Spark session, storage layout, schemas, metrics."""

@@ -1,0 +1,1 @@
+"""The platform: config, lake layout, Spark session, tracking, storage, alerts, CLI."""

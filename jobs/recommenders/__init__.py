@@ -1,0 +1,1 @@
+"""The recommender models, their tuning and their evaluation."""

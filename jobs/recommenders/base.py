@@ -1,0 +1,259 @@
+"""What every recommender shares: the Recommender protocol, the list columns, and the Fallback
+that tops up lists a model cannot fill (popular items in the visitor's top categories, then
+popular items overall), so evaluation and export see the same lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from jobs.infra.schemas import (
+    CATEGORY_ID,
+    EVENT_TS,
+    EVENT_TYPE,
+    INTERACTION_WEIGHT,
+    ITEM_ID,
+    RANK,
+    SCORE,
+    SOURCE,
+    VISITOR_ID,
+)
+from jobs.recommenders.interactions import build_interactions
+
+REC_COLUMNS = [VISITOR_ID, RANK, ITEM_ID, SCORE, SOURCE]
+
+
+SIMILAR_ITEM_ID = "similar_item_id"
+
+
+# Fallback priorities: category candidates rank first, global popularity after all of them.
+_GLOBAL_PRIORITY = 1 << 40
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Items for lists a model cannot fill, in order of preference.
+
+    popular: item ids, most popular first. category_items: category_id, item_id, pos (0 = the
+    category's most popular item). visitor_categories: visitor_id, category_id, cat_rank (0 = the
+    visitor's favourite category). Without the two frames, only global popularity is used.
+    """
+
+    popular: np.ndarray
+    category_items: pd.DataFrame | None = None
+    visitor_categories: pd.DataFrame | None = None
+
+    def without(self, items: np.ndarray) -> Fallback:
+        """The same fallback with `items` removed (positions close up)."""
+        popular = self.popular[~np.isin(self.popular, items)]
+        if self.category_items is None:
+            return Fallback(popular)
+        kept = self.category_items[~self.category_items[ITEM_ID].isin(items)]
+        kept = kept.sort_values([CATEGORY_ID, "pos"]).assign(
+            pos=lambda f: f.groupby(CATEGORY_ID).cumcount()
+        )
+        return Fallback(popular, kept, self.visitor_categories)
+
+    def candidates(self, visitor_ids: np.ndarray, depth: int) -> pd.DataFrame:
+        """visitor_id, item_id, priority (lower first), score, source; `depth` items per list."""
+        top = np.asarray(self.popular[:depth], dtype=np.int64)
+        parts = [
+            pd.DataFrame(
+                {
+                    VISITOR_ID: np.repeat(visitor_ids, len(top)),
+                    ITEM_ID: np.tile(top, len(visitor_ids)),
+                    "priority": np.tile(_GLOBAL_PRIORITY + np.arange(len(top)), len(visitor_ids)),
+                    SCORE: np.tile(1.0 / np.arange(1, len(top) + 1), len(visitor_ids)),
+                    SOURCE: "popular",
+                }
+            )
+        ]
+        if self.category_items is not None and self.visitor_categories is not None:
+            mine = self.visitor_categories[self.visitor_categories[VISITOR_ID].isin(visitor_ids)]
+            items = self.category_items[self.category_items["pos"] < depth]
+            by_category = mine.merge(items, on=CATEGORY_ID)
+            parts.insert(
+                0,
+                pd.DataFrame(
+                    {
+                        VISITOR_ID: by_category[VISITOR_ID].to_numpy(),
+                        ITEM_ID: by_category[ITEM_ID].to_numpy(),
+                        "priority": (
+                            by_category["cat_rank"] * depth + by_category["pos"]
+                        ).to_numpy(),
+                        SCORE: 1.0 / (by_category["pos"].to_numpy() + 1.0),
+                        SOURCE: "category_popular",
+                    }
+                ),
+            )
+        return pd.concat(parts, ignore_index=True)
+
+
+class Recommender(Protocol):
+    """Every model: `name` (the `source` its own rows carry) and `recommend`.
+
+    recommend(visitor_ids, n, exclude, unavailable, fallback) returns ``visitor_id, rank, item_id,
+    score, source``: `n` rows per visitor (rank 1 best) while enough items exist, never an item
+    `exclude` lists for that visitor nor one in `unavailable`; lists the model cannot fill are
+    topped up from `fallback` (default: the model's own popularity). Visitors are unique'd.
+    """
+
+    name: str
+
+    def recommend(
+        self,
+        visitor_ids: np.ndarray,
+        n: int,
+        exclude: pd.DataFrame | None = None,
+        unavailable: np.ndarray | None = None,
+        fallback: Fallback | None = None,
+    ) -> pd.DataFrame: ...
+
+
+def build_fallback(
+    events: pd.DataFrame,
+    catalog: pd.DataFrame,
+    weights: dict[str, float],
+    as_of: pd.Timestamp,
+    half_life_days: float,
+    top_categories: int,
+    depth: int,
+) -> Fallback:
+    """A Fallback from events up to `as_of` and the catalog snapshot.
+
+    Item popularity is the sum of event weights decayed by age (halved every `half_life_days`),
+    so last week's hits outrank last spring's. A visitor's top categories are the
+    `top_categories` categories of the items they interacted with most (undecayed weights).
+    events: visitor_id, item_id, event_type, event_ts (UTC); catalog: item_id, category_id.
+    """
+    if half_life_days <= 0 or top_categories < 0 or depth <= 0:
+        raise ValueError("half_life_days and depth must be positive, top_categories >= 0")
+    age_days = (as_of - pd.to_datetime(events[EVENT_TS], utc=True)).dt.total_seconds() / 86_400
+    weight = events[EVENT_TYPE].map(weights).to_numpy() * np.power(0.5, age_days / half_life_days)
+    decayed = pd.DataFrame({ITEM_ID: events[ITEM_ID].to_numpy(), "w": weight})
+    totals = decayed.groupby(ITEM_ID, as_index=False)["w"].sum()
+    totals = totals.sort_values(["w", ITEM_ID], ascending=[False, True])
+    categories = catalog[[ITEM_ID, CATEGORY_ID]].dropna().astype({CATEGORY_ID: np.int64})
+    ranked = totals.merge(categories, on=ITEM_ID).sort_values(
+        [CATEGORY_ID, "w", ITEM_ID], ascending=[True, False, True]
+    )
+    ranked["pos"] = ranked.groupby(CATEGORY_ID).cumcount()
+    category_items = ranked.loc[ranked["pos"] < depth, [CATEGORY_ID, ITEM_ID, "pos"]]
+    liked = build_interactions(events, weights).merge(categories, on=ITEM_ID)
+    liked = liked.groupby([VISITOR_ID, CATEGORY_ID], as_index=False)[INTERACTION_WEIGHT].sum()
+    liked = liked.sort_values(
+        [VISITOR_ID, INTERACTION_WEIGHT, CATEGORY_ID], ascending=[True, False, True]
+    )
+    liked["cat_rank"] = liked.groupby(VISITOR_ID).cumcount()
+    visitor_categories = liked.loc[
+        liked["cat_rank"] < top_categories, [VISITOR_ID, CATEGORY_ID, "cat_rank"]
+    ]
+    return Fallback(
+        totals[ITEM_ID].to_numpy(dtype=np.int64),
+        category_items.reset_index(drop=True),
+        visitor_categories.reset_index(drop=True),
+    )
+
+
+def fill_lists(
+    listed: pd.DataFrame,
+    visitor_ids: np.ndarray,
+    n: int,
+    fallback: Fallback,
+    exclude: pd.DataFrame | None,
+    unavailable: np.ndarray | None,
+) -> pd.DataFrame:
+    """Top up each visitor's list in `listed` to `n` rows from `fallback`, skipping duplicates,
+    excluded and unavailable items. Returns all lists, sorted by visitor and rank."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    counts = listed.groupby(VISITOR_ID).size().reindex(visitor_ids, fill_value=0)
+    short = counts[counts < n].index.to_numpy()
+    if len(short) == 0:
+        return sort_lists(listed, VISITOR_ID)
+    skip = [listed.loc[listed[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]]]
+    if exclude is not None and not exclude.empty:
+        skip.append(exclude.loc[exclude[VISITOR_ID].isin(short), [VISITOR_ID, ITEM_ID]])
+    skip = pd.concat(skip, ignore_index=True).drop_duplicates()
+    if unavailable is not None and len(unavailable):
+        fallback = fallback.without(unavailable)
+    # A visitor's fill is the same from any candidate depth of at least n + their own skips, so
+    # visitors are asked in tiers of depth n, 2n, 4n, ...: the candidates grow with what each
+    # visitor skips, not with the batch's heaviest buyer.
+    skipped = skip.groupby(VISITOR_ID).size().reindex(short, fill_value=0).to_numpy()
+    tiers = np.ceil(np.log2((n + skipped) / n)).astype(np.int64)
+    fill = [
+        _fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
+        for tier in np.unique(tiers)
+    ]
+    return sort_lists(pd.concat([listed, *fill]), VISITOR_ID)
+
+
+def _fill_rows(
+    fallback: Fallback,
+    visitor_ids: np.ndarray,
+    depth: int,
+    n: int,
+    skip: pd.DataFrame,
+    counts: pd.Series,
+) -> pd.DataFrame:
+    """The fallback's rows topping up `visitor_ids`' lists to `n`, from `depth` candidates each,
+    without the (visitor_id, item_id) pairs in `skip`; counts: rows each list already has."""
+    cand = fallback.candidates(visitor_ids, depth)
+    mine = skip[skip[VISITOR_ID].isin(visitor_ids)]
+    cand = cand.merge(mine.assign(_skip=True), on=[VISITOR_ID, ITEM_ID], how="left")
+    cand = cand[cand["_skip"].isna()].sort_values([VISITOR_ID, "priority"], kind="stable")
+    cand = cand.drop_duplicates([VISITOR_ID, ITEM_ID])
+    cand[RANK] = cand.groupby(VISITOR_ID).cumcount() + 1 + cand[VISITOR_ID].map(counts)
+    return cand.loc[cand[RANK] <= n, REC_COLUMNS]
+
+
+def sort_lists(lists: pd.DataFrame, key: str) -> pd.DataFrame:
+    """`lists` sorted by `key`, then rank, with a fresh index; a frame already in that order
+    (the model's own lists are built that way) is not sorted again."""
+    keys, ranks = lists[key].to_numpy(), lists[RANK].to_numpy()
+    before, after = keys[:-1], keys[1:]
+    if np.all((after > before) | ((after == before) & (ranks[1:] > ranks[:-1]))):
+        return lists.reset_index(drop=True)
+    return lists.sort_values([key, RANK]).reset_index(drop=True)
+
+
+def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions of `ids` in `sorted_ids`, -1 where absent."""
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, ids).clip(max=len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1)
+
+
+def exclusion_matrix(
+    exclude: pd.DataFrame | None, visitors: np.ndarray, item_ids: np.ndarray
+) -> sp.csr_matrix:
+    """Rows aligned with `visitors`, a 1 where that visitor's item must not be recommended."""
+    shape = (len(visitors), len(item_ids))
+    if exclude is None or exclude.empty:
+        return sp.csr_matrix(shape, dtype=np.float32)
+    rows = index_of(visitors, exclude[VISITOR_ID].to_numpy(dtype=np.int64))
+    cols = index_of(item_ids, exclude[ITEM_ID].to_numpy(dtype=np.int64))
+    keep = (rows >= 0) & (cols >= 0)
+    data = np.ones(int(keep.sum()), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (rows[keep], cols[keep])), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def empty_lists() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            VISITOR_ID: pd.Series(dtype=np.int64),
+            RANK: pd.Series(dtype=np.int64),
+            ITEM_ID: pd.Series(dtype=np.int64),
+            SCORE: pd.Series(dtype=np.float64),
+            SOURCE: pd.Series(dtype=object),
+        }
+    )

@@ -1,0 +1,1 @@
+"""The synthetic shop: generator, landing, and its ground-truth oracle."""
