@@ -71,8 +71,15 @@ spark-down:  ## stop the Spark cluster started by spark-up
 	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m jobs.tools.cluster down --workdir .local/spark-cluster; fi
 
 .PHONY: test
-test: install chromium  ## lint, then the whole test suite (unit, DAG, end to end, browser)
+test: install  ## lint, unit and Spark transform tests, the DAG's structure, one whole night in process (minutes)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest -m "not slow"
+
+.PHONY: test-all
+test-all: install chromium  ## make test's tests and the rest: Airflow runs, rerun identity, the stack and browser, the cluster, docker, MLlib
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
 # make bench runs at scale 1 unless SCALE is given on the command line (make bench SCALE=0.2).

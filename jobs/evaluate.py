@@ -36,13 +36,14 @@ import logging
 import math
 import time
 from collections.abc import Iterable
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from jobs.infra.cli import parse_stage_args
 from jobs.infra.config import AuditConfig, Config
-from jobs.infra.paths import read_partition
+from jobs.infra.paths import Lake, read_partition
 from jobs.infra.schemas import CATEGORY_ID, EVENT_TS, EVENT_TYPE, ITEM_ID, RANK, VISITOR_ID
 from jobs.infra.tracking import pyplot
 from jobs.recommenders.als import AlsRecommender
@@ -258,12 +259,18 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_stage_args(argv, __doc__)
+    run(args.cfg, args.run_date)
+    return 0
+
+
+def run(cfg: Config, run_date: date) -> dict:
+    """The evaluate stage for `run_date`; returns the stage report it wrote."""
     import mlflow
 
     from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
-    args = parse_stage_args(argv, __doc__)
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    lake = Lake(cfg.paths.lake)
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     train = read_partition(lake, "splits", "train", run_date, columns)
     test = read_partition(lake, "splits", "test", run_date, columns)
@@ -379,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         _log_to_mlflow(results, report, ks)
     lake.write_stage_report(run_date, "evaluate", report)
     log.info("evaluate %s: %s", run_date, _comparison_table(results, ks).to_string())
-    return 0
+    return report
 
 
 def _share(results: dict, part: str, whole: str) -> float | None:

@@ -344,8 +344,6 @@ def publish_shadow(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.infra.storage import apply_retention, publish, s3_client
-
     args = parse_stage_args(
         argv,
         __doc__,
@@ -355,9 +353,17 @@ def main(argv: list[str] | None = None) -> int:
             help="names this attempt's folder (default: manual-<UTC time>)",
         ),
     )
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    run(args.cfg, args.run_date, run_id=args.extras["run_id"])
+    return 0
+
+
+def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
+    """The export stage for `run_date`; returns the stage report it wrote."""
+    from jobs.infra.storage import apply_retention, publish, s3_client
+
+    lake = Lake(cfg.paths.lake)
     ex = cfg.export
-    run_id = args.extras["run_id"] or _default_run_id()
+    run_id = run_id or _default_run_id()
 
     inputs = load_inputs(cfg, lake, run_date)
     version = inputs.model_version
@@ -424,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     report["shadow"] = publish_shadow(cfg, lake, run_date, run_id, inputs, client, facts)
     lake.write_stage_report(run_date, "export", report)
     log.info("export %s: %s", run_date, report)
-    return 0
+    return report
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from datetime import date
 
 from jobs.infra.cli import parse_stage_args
-from jobs.infra.config import GateConfig
+from jobs.infra.config import Config, GateConfig
+from jobs.infra.paths import Lake
 
 log = logging.getLogger("gate")
 
@@ -65,12 +67,18 @@ def decide(
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_stage_args(argv, __doc__)
+    report = run(args.cfg, args.run_date)
+    return 0 if report["promote"] else GATED_EXIT_CODE
+
+
+def run(cfg: Config, run_date: date) -> dict:
+    """The gate stage for `run_date`; returns the stage report it wrote."""
     import mlflow
 
     from jobs.infra.tracking import CHAMPION, init_tracking
 
-    args = parse_stage_args(argv, __doc__)
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    lake = Lake(cfg.paths.lake)
     evaluation = lake.read_stage_report(run_date, "evaluate")
     trained = lake.read_stage_report(run_date, "train")
     decision = decide(
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     lake.write_stage_report(run_date, "gate", report)
     log.info("gate %s: %s version %s: %s", run_date, verdict, version, "; ".join(decision.reasons))
-    return 0 if decision.promote else GATED_EXIT_CODE
+    return report
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.infra.cli import parse_stage_args
-from jobs.infra.config import MonitorBounds
+from jobs.infra.config import Config, MonitorBounds
 from jobs.infra.paths import Lake
 from jobs.infra.schemas import EVENT_TYPE, EVENT_TYPES, ITEM_ID, MONITOR_FACTS, VISITOR_ID
 
@@ -178,11 +178,17 @@ def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_stage_args(argv, __doc__)
+    report = run(args.cfg, args.run_date)
+    return ALERT_EXIT_CODE if report["alerts"] else 0
+
+
+def run(cfg: Config, run_date: date) -> dict:
+    """The monitor stage for `run_date`; returns the stage report it wrote."""
     from jobs.infra.paths import read_partition
     from jobs.recommenders.rerank import sample_visitors
 
-    args = parse_stage_args(argv, __doc__)
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    lake = Lake(cfg.paths.lake)
     mon = cfg.monitor
     # A report left by an earlier attempt must not be taken for this one's (alerts read it).
     lake.stage_report(run_date, "monitor").unlink(missing_ok=True)
@@ -232,14 +238,14 @@ def main(argv: list[str] | None = None) -> int:
             len(failed),
             len(checks),
         )
-        return ALERT_EXIT_CODE
+        return report
     log.info(
         "monitor %s: %d checks within bounds (%d earlier nights)",
         run_date,
         len(checks),
         len(trailing),
     )
-    return 0
+    return report
 
 
 def _log_to_mlflow(cfg, run_id: str, report: dict, run_date: date) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.feeds.catalog import snapshot_catalog
 from jobs.infra.cli import parse_stage_args
-from jobs.infra.paths import partition_digest, write_lineage
+from jobs.infra.config import Config
+from jobs.infra.paths import Lake, partition_digest, write_lineage
 from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, FIRST_SEEN_TS, ITEM_ID, VISITOR_ID
 from jobs.infra.spark import get_spark
 
@@ -84,9 +85,17 @@ def check_no_leakage(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
-    spark = get_spark("split", cfg)
+    spark = get_spark("split", args.cfg)
+    try:
+        run(args.cfg, args.run_date, spark)
+    finally:
+        spark.stop()
+    return 0
 
+
+def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
+    """The train and test splits and the cutoff's catalog for `run_date`; return the report."""
+    lake = Lake(cfg.paths.lake)
     silver = lake.partition("silver", "events", run_date)
     events = spark.read.parquet(str(silver))
     cutoff = cutoff_for(run_date, cfg.split.test_days)
@@ -132,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     check_no_leakage(report)
     lake.write_stage_report(run_date, "split", report)
     log.info("split %s: %s", run_date, report)
-    spark.stop()
-    return 0
+    return report
 
 
 def _stats(events: DataFrame) -> dict:

@@ -14,6 +14,7 @@ import json
 from datetime import date
 
 from jobs.infra.cli import parse_stage_args
+from jobs.infra.config import Config
 from jobs.infra.paths import Lake
 
 STAGES = ("ingest", "clean", "validate", "split", "train", "evaluate", "gate", "export")
@@ -107,17 +108,21 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
-    reports = collect(args.lake, args.run_date)
-    print(render(reports, args.run_date, args.cfg.mlflow.tracking_uri))
-    compact = {
-        "run_date": args.run_date.isoformat(),
+    print(json.dumps(run(args.cfg, args.run_date), sort_keys=True))
+    return 0
+
+
+def run(cfg: Config, run_date: date) -> dict:
+    """Print the night's summary; return its compact form (the task's XCom)."""
+    reports = collect(Lake(cfg.paths.lake), run_date)
+    print(render(reports, run_date, cfg.mlflow.tracking_uri))
+    return {
+        "run_date": run_date.isoformat(),
         "gate": reports.get("gate", {}).get("decision"),
         "ndcg_at_10": reports.get("evaluate", {}).get("challenger", {}).get("ndcg_at_10"),
         "users_exported": reports.get("export", {}).get("recommendations", {}).get("users"),
         "latest": reports.get("export", {}).get("recommendations", {}).get("latest", {}),
     }
-    print(json.dumps(compact, sort_keys=True))
-    return 0
 
 
 if __name__ == "__main__":

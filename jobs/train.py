@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.infra.cli import parse_stage_args
-from jobs.infra.config import TrainConfig
+from jobs.infra.config import Config, TrainConfig
 from jobs.infra.paths import Lake, partition_digest, read_partition, trace_lineage
 from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 from jobs.recommenders.als import AlsRecommender
@@ -79,10 +79,6 @@ def require_validated(lake: Lake, run_date: date) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import mlflow
-
-    from jobs.infra.tracking import CHALLENGER, git_commit, init_tracking
-
     args = parse_stage_args(
         argv,
         __doc__,
@@ -92,7 +88,17 @@ def main(argv: list[str] | None = None) -> int:
             help="search tonight even if a search within tune.every_days could be reused",
         ),
     )
-    cfg, lake, run_date = args.cfg, args.lake, args.run_date
+    run(args.cfg, args.run_date, retune=args.extras["retune"])
+    return 0
+
+
+def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
+    """The train stage for `run_date`; returns the stage report it wrote."""
+    import mlflow
+
+    from jobs.infra.tracking import CHALLENGER, git_commit, init_tracking
+
+    lake = Lake(cfg.paths.lake)
     require_validated(lake, run_date)
     split = lake.read_stage_report(run_date, "split")
     cutoff = pd.Timestamp(split["cutoff"])
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.json")
         validation_cutoff = pd.Timestamp(split["validation_cutoff"])
         params, trials, tuned_on = _tuned_params(
-            cfg, lake, run_date, events, validation_cutoff, args.extras["retune"]
+            cfg, lake, run_date, events, validation_cutoff, retune
         )
         mlflow.set_tag("tuned_on", tuned_on.isoformat() if tuned_on else "never")
         interactions = interactions_for(events, params, as_of=cutoff)
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     lake.write_stage_report(run_date, "train", report)
     log.info("train %s: %s", run_date, json.dumps(report, default=str))
-    return 0
+    return report
 
 
 def _tuned_params(

@@ -15,6 +15,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+# Markers follow from the fixtures a test uses, so the tiers cannot drift from what runs.
+_FIXTURE_MARKERS = {
+    "spark": "spark",
+    "s3_endpoint": "service",
+    "bucket": "service",
+    "dagbag": "airflow",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & _FIXTURE_MARKERS.keys():
+            item.add_marker(_FIXTURE_MARKERS[fixture])
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.infra.config import ValidateConfig, VolumeCheckConfig
+from jobs.infra.config import ValidateConfig, VolumeCheckConfig, load_config
 from jobs.infra.paths import Lake
 from jobs.validate import (
     BRONZE_EVENTS_SUITE,
@@ -31,7 +31,6 @@ from jobs.validate import (
     expectation_parameters,
     flag_items_missing_from_catalog,
     load_suite,
-    main,
     run,
     run_suites,
     summarize,
@@ -631,7 +630,7 @@ def test_stage_fails_naming_every_failing_expectation_after_writing_its_reports(
 
 
 @pytest.mark.spark
-def test_main_passes_the_clean_shop_and_reports_exact_counts(spark, tmp_path):
+def test_the_stage_passes_the_clean_shop_and_reports_exact_counts(spark, tmp_path):
     lake_root, reports = tmp_path / "lake", tmp_path / "reports"
     # Relative paths resolve against the overlay's grandparent, so every path used is absolute.
     overlay = tmp_path / "configs" / "validate.yaml"
@@ -642,7 +641,7 @@ def test_main_passes_the_clean_shop_and_reports_exact_counts(spark, tmp_path):
     )
     _write_partitions(spark, lake_root, Shop())
 
-    assert main(["--run-date", "2015-09-18", "--config", str(overlay)]) == 0
+    run(load_config(overlay, environ={}), RUN_DATE, spark)
 
     report = Lake(lake_root).read_stage_report(RUN_DATE, "validate")
     assert report["success"] is True

@@ -62,6 +62,7 @@ def test_factors_array_places_rows_by_id_and_zero_fills_missing_ids():
     assert factors_array(frame, 3, 2).tolist() == [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0]]
 
 
+@pytest.mark.slow
 def test_mllib_model_recommends_the_visitors_own_group_through_the_shared_recommender(spark):
     interactions = _two_tastes()
     data = to_matrix(interactions)
@@ -79,6 +80,7 @@ def test_mllib_model_recommends_the_visitors_own_group_through_the_shared_recomm
     assert top.to_dict() == expected
 
 
+@pytest.mark.slow
 def test_train_fits_on_the_configured_engine(spark, cfg, tmp_path):
     from jobs.train import _fit, _tuned_params
 

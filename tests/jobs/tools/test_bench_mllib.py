@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 RUN_DATE = date(2015, 9, 18)
@@ -17,6 +18,10 @@ TEST_EVENTS = [
     (2, 13, "view", "2015-09-06 11:00"),
     (9, 10, "view", "2015-09-06 12:00"),
 ]
+
+
+# MLlib fits in the JVM: make test-all.
+pytestmark = pytest.mark.slow
 
 
 def test_both_engines_fit_one_matrix_and_are_scored_on_warm_test_visitors(split_lake, tmp_path):
