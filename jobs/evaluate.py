@@ -258,6 +258,33 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
     return OracleRecommender.from_ground_truth(folder, as_of=cutoff)
 
 
+def load_models(
+    cfg: Config, challenger_uri: str, train: pd.DataFrame, cutoff: pd.Timestamp, visitors
+) -> tuple[dict[str, object], object | None]:
+    """Every model to score by name (challenger first), and the champion's registry version."""
+    import mlflow
+
+    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
+
+    init_tracking(cfg)
+    # Only the test visitors' factors are kept: every visitor's are 7 GB a model at scale 10.
+    challenger = load_recommender(challenger_uri).for_visitors(visitors)
+    models: dict[str, object] = {"challenger": challenger}
+    if challenger.candidates is not None:  # what ranking only the candidate pool costs
+        models[ALL_ITEMS] = AlsRecommender(
+            challenger.model, challenger.visitor_ids, challenger.item_ids, challenger.popular_items
+        )
+    models.update(baseline_models(cfg, train, cutoff))
+    champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
+    if champion is not None:
+        uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
+        models["champion"] = load_recommender(uri).for_visitors(visitors)
+    oracle = load_oracle(cfg, cutoff)
+    if oracle is not None:
+        models["oracle"] = oracle
+    return models, champion
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv, __doc__)
     run(args.cfg, args.run_date)
@@ -267,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
 def run(cfg: Config, run_date: date) -> dict:
     """The evaluate stage for `run_date`; returns the stage report it wrote."""
     import mlflow
-
-    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
 
     lake = Lake(cfg.paths.lake)
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
@@ -291,23 +316,9 @@ def run(cfg: Config, run_date: date) -> dict:
         catalog_size=max(int(catalog[ITEM_ID].nunique()), 1),
     )
 
-    init_tracking(cfg)
-    # Only the test visitors' factors are kept: every visitor's are 7 GB a model at scale 10.
-    models = {"challenger": load_recommender(trained["model_uri"]).for_visitors(visitors)}
+    models, champion = load_models(cfg, trained["model_uri"], train, cutoff, visitors)
     challenger = models["challenger"]
     pooled = challenger.candidates
-    if pooled is not None:  # what ranking only the candidate pool costs in quality
-        models[ALL_ITEMS] = AlsRecommender(
-            challenger.model, challenger.visitor_ids, challenger.item_ids, challenger.popular_items
-        )
-    models.update(baseline_models(cfg, train, cutoff))
-    champion = version_by_alias(mlflow.MlflowClient(), cfg.mlflow.model_name, CHAMPION)
-    if champion is not None:
-        uri = f"models:/{cfg.mlflow.model_name}/{champion.version}"
-        models["champion"] = load_recommender(uri).for_visitors(visitors)
-    oracle = load_oracle(cfg, cutoff)
-    if oracle is not None:
-        models["oracle"] = oracle
 
     lists: dict[str, pd.DataFrame] = {}
     results: dict[str, dict] = {}
@@ -332,7 +343,7 @@ def run(cfg: Config, run_date: date) -> dict:
 
     # Past scoring only the challenger is needed: the neighbour models and the champion are
     # gigabytes at scale 10, and the re-ranking table is evaluate's peak.
-    del models, oracle
+    del models
     started = time.perf_counter()
     rerankers = {
         name: Reranker.from_catalog(weights, catalog, cutoff, run_date, cfg.rerank.candidates)

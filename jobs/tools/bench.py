@@ -118,7 +118,7 @@ def repeated(cmd: list[str], env: dict, log: Path, repeat: int, **kwargs) -> dic
 def shop_path(scale: float, seed: int) -> Path:
     """Where the generated shop for (scale, seed) is kept between runs; the generator's source
     is part of the key, so a changed generator generates afresh."""
-    source = (PROJECT / "jobs" / "generate.py").read_bytes()
+    source = (PROJECT / "jobs" / "shop" / "generate.py").read_bytes()
     version = hashlib.sha256(source).hexdigest()[:12]
     return PROJECT / ".local" / "bench" / "shops" / f"scale-{scale:g}-seed-{seed}-{version}"
 

@@ -132,8 +132,13 @@ def stop(workdir: Path = DEFAULT_WORKDIR) -> None:
     Cluster.load(workdir).stop()
 
 
+# The demo, the stack and the benchmarks run where the repo is checked out, never on a cluster.
+DEV_ONLY = ("tools",)
+
+
 def package_jobs(out_dir: Path, source: Path | None = None) -> Path:
-    """Zip the `jobs` package (its .py files only) into out_dir/jobs.zip for `--py-files`.
+    """Zip the `jobs` package (its .py files, without the dev tools in jobs/tools) into
+    out_dir/jobs.zip for `--py-files`.
 
     Deterministic: sorted entries, fixed timestamps and modes, so the same code gives the same
     sha256. `source` is the package folder (default: the one this module was imported from).
@@ -146,7 +151,9 @@ def package_jobs(out_dir: Path, source: Path | None = None) -> Path:
     target = out_dir / "jobs.zip"
     tmp = out_dir / ".jobs.zip.tmp"
     files = sorted(
-        p for p in source.rglob("*.py") if "__pycache__" not in p.relative_to(source).parts
+        p
+        for p in source.rglob("*.py")
+        if not {"__pycache__", *DEV_ONLY} & set(p.relative_to(source).parts)
     )
     with zipfile.ZipFile(tmp, "w") as archive:
         for path in files:
