@@ -32,8 +32,10 @@ class PopularityRecommender:
         fallback: Fallback | None = None,
     ) -> pd.DataFrame:
         visitors = np.unique(np.asarray(visitor_ids, dtype=np.int64))
-        fallback = fallback or Fallback(self.popular_items)
-        return fill_lists(empty_lists(), visitors, n, fallback, exclude, unavailable)
+        own = Fallback(self.popular_items)
+        lists = fill_lists(empty_lists(), visitors, n, own, exclude, unavailable)
+        # Only when the popular items run out (tiny catalogs) does the fallback add anything.
+        return fill_lists(lists, visitors, n, fallback or own, exclude, unavailable)
 
 
 class RecentPopularityRecommender:

@@ -5,7 +5,7 @@ import scipy.sparse as sp
 
 from jobs.infra.config import TrainConfig
 from jobs.recommenders.als import AlsRecommender
-from jobs.recommenders.base import Fallback, build_fallback, sort_lists
+from jobs.recommenders.base import Fallback, build_fallback, empty_lists, fill_lists, sort_lists
 from jobs.recommenders.interactions import (
     UnknownEventTypeError,
     build_interactions,
@@ -202,9 +202,8 @@ def test_fallback_fills_from_the_visitors_categories_before_global_popularity():
         pd.DataFrame({"category_id": [7, 7], "item_id": [4, 3], "pos": [0, 1]}),
         pd.DataFrame({"visitor_id": [5], "category_id": [7], "cat_rank": [0]}),
     )
-    recs = PopularityRecommender(fb.popular).recommend(
-        np.array([5, 6]), 3, exclude=pd.DataFrame({"visitor_id": [5], "item_id": [3]}), fallback=fb
-    )
+    bought = pd.DataFrame({"visitor_id": [5], "item_id": [3]})
+    recs = fill_lists(empty_lists(), np.array([5, 6]), 3, fb, bought, None)
     assert recs[["visitor_id", "item_id", "source"]].values.tolist() == [
         [5, 4, "category_popular"],
         [5, 1, "popular"],
@@ -234,13 +233,11 @@ def test_a_visitors_fill_depth_follows_their_own_skips_not_the_batchs():
     # Visitor 1 bought 7 items (n + 7 = 10 > 2n: depth 4n), 2 bought one (2n), 3 nothing (n).
     bought = pd.DataFrame({"visitor_id": [1] * 7 + [2], "item_id": [*popular[::-1][:7], 139]})
     visitors = np.array([1, 2, 3])
-    recs = PopularityRecommender(popular).recommend(visitors, 3, exclude=bought, fallback=fb)
+    recs = fill_lists(empty_lists(), visitors, 3, fb, bought, None)
     assert fb.asked == {1: 12, 2: 6, 3: 3}
     # Each list is what that visitor gets alone, and what any deeper candidates give.
     for v in visitors:
-        alone = PopularityRecommender(popular).recommend(
-            np.array([v]), 3, exclude=bought, fallback=fb
-        )
+        alone = fill_lists(empty_lists(), np.array([v]), 3, fb, bought, None)
         assert recs[recs["visitor_id"] == v].values.tolist() == alone.values.tolist()
     assert recs.loc[recs["visitor_id"] == 1, "item_id"].tolist() == [132, 131, 130]
     assert recs.loc[recs["visitor_id"] == 2, "item_id"].tolist() == [138, 137, 136]
