@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jobs.feeds.sources import ID_COLUMN, RAW_ID
 from jobs.infra.cli import parse_stage_args
 from jobs.infra.config import Config
 from jobs.infra.paths import Lake, end_of_day, read_partition
@@ -75,6 +76,39 @@ class NoChampionError(RuntimeError):
     """No model holds the champion alias, so there is nothing safe to publish."""
 
 
+@dataclass(frozen=True)
+class IdNames:
+    """The shop's own text for the ids it writes as text (bronze/id_dictionary up to the
+    logical date): the export gives them back, so the shop's services look up their own ids."""
+
+    by_column: dict[str, pd.Series]  # visitor_id / item_id -> text, indexed by integer id
+
+    @classmethod
+    def read(cls, lake: Lake, run_date: date) -> IdNames:
+        dates = lake.dates_until("bronze", "id_dictionary", run_date)
+        parts = [pd.read_parquet(lake.partition("bronze", "id_dictionary", d)) for d in dates]
+        known = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if known.empty:
+            return cls({})
+        known = known.drop_duplicates([ID_COLUMN, "id"])
+        return cls(
+            {
+                column: group.set_index("id")[RAW_ID]
+                for column, group in known.groupby(ID_COLUMN, sort=True)
+            }
+        )
+
+    def restore(self, rows: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+        """`rows` with each output column (-> the id column it holds) back in the shop's text;
+        an id the dictionary lacks (an integer-id source beside a text one) as its digits."""
+        for out, id_column in columns.items():
+            names = self.by_column.get(id_column)
+            if names is not None and not names.empty:
+                text = rows[out].map(names)
+                rows[out] = text.where(text.notna(), rows[out].astype(str))
+        return rows
+
+
 def to_export_rows(recs: pd.DataFrame, model_version: str) -> pd.DataFrame:
     """The published Parquet columns: user_id, rank, item_id, score, source, model_version."""
     out = recs.rename(columns={VISITOR_ID: "user_id"})
@@ -96,14 +130,14 @@ def to_personalize_lines(
     offsets = pa.array(np.r_[starts, len(keys)].astype(np.int32))
 
     def joined(values: pa.Array, quote: str) -> pa.Array:
-        text = pc.cast(values, pa.string())
+        text = _json_text(values)
         if quote:
             text = pc.binary_join_element_wise(quote, text, quote, "")
         return pc.binary_join(pa.ListArray.from_arrays(offsets, text), ",")
 
-    items = joined(pa.array(rows[item_column].to_numpy()), '"')
-    scores = joined(pa.array(np.round(rows[SCORE].to_numpy(dtype=np.float64), 6)), "")
-    users = pc.cast(pa.array(keys[starts]), pa.string())
+    items = joined(rows[item_column].to_numpy(), '"')
+    scores = joined(np.round(rows[SCORE].to_numpy(dtype=np.float64), 6), "")
+    users = _json_text(keys[starts])
     lines = pc.binary_join_element_wise(
         f'{{"input":{{"{input_name}":"',
         users,
@@ -115,6 +149,13 @@ def to_personalize_lines(
         "",
     )
     return lines.to_pylist()
+
+
+def _json_text(values: np.ndarray) -> pa.Array:
+    """Values as JSON string contents: numbers as Arrow writes them, text escaped."""
+    if values.dtype.kind in "iuf":
+        return pc.cast(pa.array(values), pa.string())
+    return pa.array([json.dumps(str(v))[1:-1] for v in values], pa.string())
 
 
 def write_part(
@@ -146,6 +187,7 @@ def write_recommendations(
     out_dir: Path,
     per_file: int,
     reranker: Reranker | None = None,
+    names: IdNames | None = None,
 ) -> tuple[list[Path], dict]:
     """Score `visitors` (sorted) batch by batch and write each batch's files; returns the files
     and counts (users, rows, rows by source). With a `reranker`, its `candidates` per visitor
@@ -168,6 +210,8 @@ def write_recommendations(
         if reranker is not None:
             recs = reranker.apply(recs, n)
         rows = to_export_rows(recs, model_version)
+        if names is not None:
+            rows = names.restore(rows, {"user_id": VISITOR_ID, ITEM_ID: ITEM_ID})
         files += write_part(rows, out_dir, part, "user_id", "userId", ITEM_ID)
         _count(counts, rows, "user_id")
         log.info("recommendations: %d of %d visitors written", counts["users"], len(visitors))
@@ -184,6 +228,7 @@ def write_similar_items(
     model_version: str,
     out_dir: Path,
     per_file: int,
+    names: IdNames | None = None,
 ) -> tuple[list[Path], dict]:
     """Similar items for `items` (sorted), batch by batch; returns the files and counts."""
     _reset(out_dir)
@@ -194,6 +239,8 @@ def write_similar_items(
         )
         sims[MODEL_VERSION] = model_version
         rows = sort_lists(sims[SIMILAR_COLUMNS], ITEM_ID)
+        if names is not None:
+            rows = names.restore(rows, {ITEM_ID: ITEM_ID, SIMILAR_ITEM_ID: ITEM_ID})
         files += write_part(rows, out_dir, part, ITEM_ID, "itemId", SIMILAR_ITEM_ID)
         _count(counts, rows, ITEM_ID)
         log.info("similar items: %d of %d items written", counts["items"], len(items))
@@ -228,6 +275,7 @@ class ExportInputs:
     fallback: Fallback
     catalog: pd.DataFrame  # item_id, category_id, available, first_seen_ts, ...
     reranker: Reranker | None  # None: the configured weights keep the model's order
+    names: IdNames  # the shop's text for text ids
 
 
 def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
@@ -280,6 +328,7 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
         fallback,
         catalog,
         reranker,
+        IdNames.read(lake, run_date),
     )
 
 
@@ -310,6 +359,7 @@ def publish_shadow(
         lake.partition("exports", "shadow_recommendations", run_date),
         ex.visitors_per_file,
         inputs.reranker,
+        inputs.names,
     )
     shadow_facts = {
         **facts,
@@ -378,6 +428,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
         lake.partition("exports", RECS_DATASET, run_date),
         ex.visitors_per_file,
         inputs.reranker,
+        inputs.names,
     )
     items = np.sort(inputs.catalog[ITEM_ID].unique())
     sim_files, sim_counts = write_similar_items(
@@ -390,6 +441,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
         version,
         lake.partition("exports", SIMILAR_DATASET, run_date),
         ex.visitors_per_file,
+        inputs.names,
     )
 
     client = s3_client(cfg.storage)

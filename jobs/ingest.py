@@ -27,7 +27,10 @@ Run alone:
 
 from __future__ import annotations
 
+import fnmatch
+import gzip
 import logging
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,15 +44,20 @@ from jobs.feeds.catalog import accepted_facts, facts_from_events, snapshot_catal
 from jobs.feeds.privacy import visitor_key
 from jobs.feeds.sources import (
     FIELDS_OK,
+    ID_COLUMN,
     MAPPED_COLUMNS,
     OUTCOMES,
     PROPERTIES_COLUMNS,
+    RAW_ID,
+    RETAILROCKET,
     STATUS,
+    IdCollisionError,
     Layout,
     SchemaMismatchError,
     Window,
     accepted_events,
     check_columns,
+    id_dictionary,
     layout_for,
     mark_erased,
     parse_events,
@@ -142,38 +150,64 @@ class Landed:
     events: list[DataFrame] = field(default_factory=list)
     properties: list[DataFrame] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
 
-def _csv_rows(spark: SparkSession, path: Path, columns: dict[str, str], source: str) -> DataFrame:
-    """Raw lines of a CSV file with a header, and the text of each mapped column.
+class UnreadableFileError(ValueError):
+    """A landed file is not text in the declared format (binary, or another compression)."""
+
+
+def _first_line(path: Path) -> str:
+    """The file's first line as text (through gzip for .gz); UnreadableFileError names it."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            return handle.readline()
+    except (UnicodeDecodeError, OSError, EOFError) as err:
+        raise UnreadableFileError(
+            f"{path}: not UTF-8 CSV text{' in gzip' if opener is gzip.open else ''} "
+            f"({type(err).__name__}: {err}); binary, or compressed another way?"
+        ) from None
+
+
+def _csv_rows(
+    spark: SparkSession, path: Path, columns: dict[str, str], source: str, layout: Layout
+) -> DataFrame:
+    """Raw lines of a CSV file (plain or gzip), and the text of each mapped column.
 
     Fields are split by Spark's CSV parser (quotes allowed); the field count of each line is
-    checked against the header so that short and long lines are quarantined, not guessed at.
+    checked against the header (or the declared column_names) so that short and long lines are
+    quarantined, not guessed at.
     """
     import csv
 
-    with path.open(newline="") as handle:
-        header_line = handle.readline()
-    if not header_line.strip():
-        raise SchemaMismatchError(f"{path}: empty file, expected a header with {list(columns)}")
-    header = [c.strip() for c in next(csv.reader([header_line.strip("\r\n")]))]
+    first = _first_line(path)
+    if layout.header:
+        if not first.strip():
+            raise SchemaMismatchError(f"{path}: empty file, expected a header with {list(columns)}")
+        line = first.strip("\r\n")
+        header = [c.strip() for c in next(csv.reader([line], delimiter=layout.delimiter))]
+    else:
+        header = list(layout.column_names)
     check_columns(header, tuple(columns.values()), str(path))
     ddl = ", ".join(f"`_c{i}` string" for i in range(len(header)))
+    sep = re.escape(layout.delimiter)
     value = F.col("value")
     # Most lines have no quotes: a plain split is cheaper than the CSV parser, so the parser
     # (and the quote-aware field count) only runs on lines that need it.
     quoted = value.contains('"')
-    plain = F.split(value, ",", -1)
+    plain = F.split(value, sep, -1)
     n_fields = F.when(
-        quoted, F.size(F.split(F.regexp_replace(value, r'"([^"]|"")*"', ""), ",", -1))
+        quoted, F.size(F.split(F.regexp_replace(value, r'"([^"]|"")*"', ""), sep, -1))
     ).otherwise(F.size(plain))
     lines = spark.read.text(str(path)).withColumn("_row", F.monotonically_increasing_id())
-    body = lines.where(F.col("_row") != 0)  # the header: row 0 of the file's first split
+    # The header is row 0 of the file's first split; a headerless file keeps every line.
+    body = lines.where(F.col("_row") != 0) if layout.header else lines
     parsed = body.select(
         value.alias(RAW_LINE),
         quoted.alias("_quoted"),
         plain.alias("_plain"),
-        F.when(quoted, F.from_csv(value, ddl)).alias("_f"),
+        F.when(quoted, F.from_csv(value, ddl, {"sep": layout.delimiter})).alias("_f"),
         n_fields.alias("_n"),
     )
 
@@ -236,27 +270,53 @@ def read_landed(
     if not folder.is_dir():
         log.warning("source %s: nothing landed for this day (no folder %s)", source.name, folder)
         return landed
-    event_files = sorted(p for p in folder.glob(layout.events_glob) if p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    event_files = [p for p in files if _matches(p, layout.events_globs)]
     property_files = []
     if layout.properties_glob:
-        property_files = sorted(p for p in folder.glob(layout.properties_glob) if p.is_file())
+        property_files = [p for p in files if _matches(p, (layout.properties_glob,))]
         event_files = [p for p in event_files if p not in property_files]
     for path in event_files:
         if layout.format == "parquet":
             rows, native_ts = _parquet_rows(spark, path, layout.columns, source.name)
             file_layout = replace(layout, timestamp_format="epoch_ms") if native_ts else layout
         else:
-            rows, file_layout = _csv_rows(spark, path, layout.columns, source.name), layout
+            rows = _csv_rows(spark, path, layout.columns, source.name, layout)
+            file_layout = layout
         landed.events.append(parse_events(rows, file_layout, window, visitor_key))
         landed.files.append({**_describe_file(path), "kind": "events"})
+    patterns = [*layout.events_globs, *([layout.properties_glob] if layout.properties_glob else [])]
+    for path in files:
+        if path not in event_files and path not in property_files:
+            landed.skipped.append({"file": str(path), "matches_none_of": patterns})
+            log.warning("source %s: %s matches none of %s: skipped", source.name, path, patterns)
     props = {c: c for c in PROPERTIES_COLUMNS}
     for path in property_files:
-        rows = _csv_rows(spark, path, props, source.name)
+        rows = _csv_rows(spark, path, props, source.name, RETAILROCKET)
         landed.properties.append(parse_item_properties(rows, window))
         landed.files.append({**_describe_file(path), "kind": "item_properties"})
     if not landed.files:
         log.warning("source %s: no files matched in %s", source.name, folder)
     return landed
+
+
+def check_id_dictionary(dictionary: DataFrame, path: Path) -> None:
+    """Raise IdCollisionError naming the texts if two of them share an id in `dictionary`."""
+    clashes = (
+        dictionary.groupBy(ID_COLUMN, "id")
+        .agg(F.sort_array(F.collect_set(RAW_ID)).alias("texts"))
+        .where(F.size("texts") > 1)
+        .limit(5)
+        .collect()
+    )
+    if clashes:
+        named = "; ".join(f"{r[ID_COLUMN]} {list(r['texts'])} -> {r['id']}" for r in clashes)
+        raise IdCollisionError(f"{path}: different text ids hash to one integer: {named}")
+
+
+def _matches(path: Path, patterns: tuple[str, ...]) -> bool:
+    # Shops name files as they like (Events.CSV); a pattern matches without regard to case.
+    return any(fnmatch.fnmatch(path.name.lower(), p.lower()) for p in patterns)
 
 
 def _union(frames: list[DataFrame], empty: DataFrame) -> DataFrame:
@@ -284,7 +344,12 @@ def _remove_partitions(lake: Lake, run_date: date, tables: tuple[tuple[str, str]
         shutil.rmtree(lake.partition(layer, table, run_date), ignore_errors=True)
 
 
-BRONZE_TABLES = (("bronze", "events"), ("bronze", "item_facts"), ("bronze", "catalog"))
+BRONZE_TABLES = (
+    ("bronze", "events"),
+    ("bronze", "item_facts"),
+    ("bronze", "catalog"),
+    ("bronze", "id_dictionary"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +378,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     events = mark_erased(_union([f for x in landed for f in x.events], empty), erased).cache()
     props_frames = [f for x in landed for f in x.properties]
     files = [f for x in landed for f in x.files]
+    skipped = [f for x in landed for f in x.skipped]
     counts = count_outcomes(events)
     if props_frames:
         properties = _union(props_frames[1:], props_frames[0]).cache()
@@ -342,6 +408,11 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     accepted_events(events, ingest_run).orderBy(*EVENT_KEY).write.mode("overwrite").parquet(
         str(events_path)
     )
+    dictionary_path = lake.partition("bronze", "id_dictionary", run_date)
+    id_dictionary(events).orderBy(ID_COLUMN, "id").write.mode("overwrite").parquet(
+        str(dictionary_path)
+    )
+    check_id_dictionary(spark.read.parquet(str(dictionary_path)), dictionary_path)
     facts_path = lake.partition("bronze", "item_facts", run_date)
     facts.orderBy(ITEM_ID, FACT_TS, SOURCE).write.mode("overwrite").parquet(str(facts_path))
     fact_dates = lake.dates_until("bronze", "item_facts", run_date)
@@ -377,6 +448,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
         ),
         catalog_items=catalog_items,
         empty_day=not files,
+        skipped_files=skipped,
         window=[window.earliest.isoformat(), window.until.isoformat()],
     )
     for file in files:

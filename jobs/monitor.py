@@ -169,7 +169,7 @@ def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
         return None
     parts, size, merged = [], 0, 0
     for batch in data.to_batches(columns=[column]):
-        parts.append(np.unique(batch.column(0).to_numpy()))
+        parts.append(np.unique(batch.column(0).to_numpy(zero_copy_only=False)))
         size += len(parts[-1])
         if size > 2 * merged + 1_000_000:  # merge now and then: n log n overall, bounded memory
             parts = [np.unique(np.concatenate(parts))]

@@ -24,17 +24,20 @@ from jobs.infra.schemas import (
 
 
 def facts_from_events(parsed: DataFrame) -> DataFrame:
-    """One fact per item and source: latest category and price seen in its events, first sighting.
+    """Facts per item, source and UTC day from the events: the category and price of the day's
+    first event carrying them, stamped at that first event, and the first sighting.
 
     For layouts without a catalog feed (REES46, generic); availability stays unknown (null).
+    Stamped by event time, not at the load: a history loaded at once gives the catalog as of
+    any cutoff inside it, and an item seen again after a cutoff is still known before it.
     """
     accepted = parsed.where(F.col(STATUS) == "accepted")
     return (
-        accepted.groupBy(ITEM_ID, SOURCE)
+        accepted.groupBy(ITEM_ID, SOURCE, F.to_date(EVENT_TS).alias("_day"))
         .agg(
-            F.max(EVENT_TS).alias(FACT_TS),
-            _latest(CATEGORY_ID, EVENT_TS).alias(CATEGORY_ID),
-            _latest(PRICE, EVENT_TS).alias(PRICE),
+            F.min(EVENT_TS).alias(FACT_TS),
+            _earliest(CATEGORY_ID, EVENT_TS).alias(CATEGORY_ID),
+            _earliest(PRICE, EVENT_TS).alias(PRICE),
             F.lit(None).cast("boolean").alias(AVAILABLE),
             F.min(EVENT_TS).alias(FIRST_SEEN_TS),
         )
@@ -69,3 +72,8 @@ def _latest(value: str, ts: str) -> Column:
     # The value with the greatest timestamp among non-null values; ties go to the greatest
     # value, so the result never depends on row order.
     return F.max(F.when(F.col(value).isNotNull(), F.struct(F.col(ts), F.col(value))))[value]
+
+
+def _earliest(value: str, ts: str) -> Column:
+    # The value with the least timestamp among non-null values; ties go to the least value.
+    return F.min(F.when(F.col(value).isNotNull(), F.struct(F.col(ts), F.col(value))))[value]

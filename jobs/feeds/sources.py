@@ -53,20 +53,30 @@ class Layout:
     """How a source's event files read.
 
     columns: bronze column (or category_id) -> the file's column name.
+    events_globs: the file names (globs, matched without regard to case) of event files.
     timestamp_format: epoch_ms, epoch_s, or a Spark datetime pattern read in UTC.
     event_types: our event type -> the file's names for it; ignore: names counted, not kept.
     purchase_needs_transaction: a purchase must carry a transaction id and nothing else may.
     properties_glob: RetailRocket's item_properties files in the same folder, if any.
+    delimiter: the CSV field separator; header: whether line 1 names the columns, else
+    column_names does. event_type: every row's type, for feeds without an event-type column.
+    text_ids: bronze id columns whose values are the shop's text (SKUs, names): hashed to a
+    stable integer, the text kept in the id dictionary for the export.
     """
 
     format: str
-    events_glob: str
+    events_globs: tuple[str, ...]
     columns: dict[str, str]
     timestamp_format: str
     event_types: dict[str, tuple[str, ...]]
     ignore: tuple[str, ...] = ()
     purchase_needs_transaction: bool = False
     properties_glob: str | None = None
+    delimiter: str = ","
+    header: bool = True
+    column_names: tuple[str, ...] = ()
+    event_type: str | None = None
+    text_ids: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -75,7 +85,7 @@ class Layout:
 
 RETAILROCKET = Layout(
     format="csv",
-    events_glob="events*.csv",
+    events_globs=("events*.csv", "events*.csv.gz"),
     columns={
         EVENT_TS: "timestamp",
         VISITOR_ID: "visitorid",
@@ -92,7 +102,7 @@ RETAILROCKET = Layout(
 
 REES46 = Layout(
     format="csv",
-    events_glob="*.csv",
+    events_globs=("*.csv", "*.csv.gz"),
     columns={
         EVENT_TS: "event_time",
         EVENT_TYPE: "event_type",
@@ -120,13 +130,21 @@ def layout_for(source: SourceConfig) -> Layout:
         return RETAILROCKET
     if source.layout == "rees46":
         return REES46
+    event_types = {k: tuple(v) for k, v in source.event_types.items()}
+    if source.event_type is not None:
+        event_types = {source.event_type: (source.event_type,)}
     return Layout(
         format=source.format,
-        events_glob=source.events_glob,
+        events_globs=source.events_glob,
         columns=dict(source.columns),
         timestamp_format=source.timestamp_format,
-        event_types={k: tuple(v) for k, v in source.event_types.items()},
+        event_types=event_types,
         ignore=tuple(source.ignore_event_types),
+        delimiter=source.delimiter,
+        header=source.header,
+        column_names=source.column_names,
+        event_type=source.event_type,
+        text_ids=source.text_ids,
     )
 
 
@@ -173,6 +191,35 @@ def _whole_number(text: Column) -> Column:
     return F.when(number == F.floor(number), number.try_cast("int"))
 
 
+def text_id(text: Column) -> Column:
+    """A stable non-negative 62-bit integer for an id the shop writes as text (xxhash64 of the
+    UTF-8 text). The same text gets the same id on every night, with no state to keep."""
+    return F.when(text.isNotNull(), F.xxhash64(text).bitwiseAND(F.lit(ID_MASK)))
+
+
+ID_MASK = (1 << 62) - 1
+# Parsed columns holding a text id's original text (null for integer ids).
+ID_TEXT = {VISITOR_ID: "_visitor_text", ITEM_ID: "_item_text"}
+ID_COLUMN, RAW_ID = "id_column", "raw_id"
+
+
+class IdCollisionError(ValueError):
+    """Two different texts hashed to one id (odds about n^2 / 2^63): the shop must be told."""
+
+
+def id_dictionary(parsed: DataFrame) -> DataFrame:
+    """id_column, id, raw_id: each accepted text id once, the day's part of the dictionary the
+    export reads to give the shop its own ids back."""
+    accepted = parsed.where(F.col(STATUS) == "accepted")
+    parts = [
+        accepted.where(F.col(text).isNotNull()).select(
+            F.lit(column).alias(ID_COLUMN), F.col(column).alias("id"), F.col(text).alias(RAW_ID)
+        )
+        for column, text in ID_TEXT.items()
+    ]
+    return parts[0].unionByName(parts[1]).distinct()
+
+
 def parse_events(
     rows: DataFrame, layout: Layout, window: Window, visitor_key: bytes | None = None
 ) -> DataFrame:
@@ -183,6 +230,8 @@ def parse_events(
     bronze columns plus CATEGORY_ID, STATUS (accepted | quarantined | ignored) and REASON.
     """
     raw = {name: F.col(name) if name in layout.columns else F.lit(None) for name in MAPPED_COLUMNS}
+    if layout.event_type is not None:
+        raw[EVENT_TYPE] = F.lit(layout.event_type)
     event_name = F.trim(raw[EVENT_TYPE])
     event_type = F.coalesce(
         *[
@@ -192,7 +241,17 @@ def parse_events(
         F.lit(None).cast("string"),
     )
     visitor_text = _blank_to_null(raw[VISITOR_ID])
-    visitor = pseudonymize(visitor_text, visitor_key) if visitor_key else visitor_text
+    if visitor_key:
+        visitor = pseudonymize(visitor_text, visitor_key)
+    elif VISITOR_ID in layout.text_ids:
+        visitor = text_id(visitor_text)
+    else:
+        visitor = visitor_text
+    item_text = _blank_to_null(raw[ITEM_ID])
+    item = text_id(item_text) if ITEM_ID in layout.text_ids else item_text
+    # The shop's own text of a text id, for the id dictionary; never a pseudonymized visitor's.
+    visitor_ref = visitor_text if VISITOR_ID in layout.text_ids and not visitor_key else None
+    item_ref = item_text if ITEM_ID in layout.text_ids else None
     typed = rows.select(
         RAW_LINE,
         FILE,
@@ -200,13 +259,19 @@ def parse_events(
         FIELDS_OK,
         parse_timestamp(raw[EVENT_TS], layout.timestamp_format).alias(EVENT_TS),
         visitor.try_cast("long").alias(VISITOR_ID),
-        _blank_to_null(raw[ITEM_ID]).try_cast("long").alias(ITEM_ID),
+        item.try_cast("long").alias(ITEM_ID),
         event_type.alias(EVENT_TYPE),
         _blank_to_null(raw[SESSION_ID]).alias(SESSION_ID),
         _blank_to_null(raw[PRICE]).try_cast("double").alias(PRICE),
         _whole_number(_blank_to_null(raw[QUANTITY])).alias(QUANTITY),
         _blank_to_null(raw[TRANSACTION_ID]).alias(TRANSACTION_ID),
         _blank_to_null(raw[CATEGORY_ID]).try_cast("long").alias(CATEGORY_ID),
+        F.lit(visitor_ref).cast("string").alias(ID_TEXT[VISITOR_ID])
+        if visitor_ref is None
+        else visitor_ref.alias(ID_TEXT[VISITOR_ID]),
+        F.lit(None).cast("string").alias(ID_TEXT[ITEM_ID])
+        if item_ref is None
+        else item_ref.alias(ID_TEXT[ITEM_ID]),
         event_name.isin(list(layout.ignore)).alias("_ignored"),
         *[_blank_to_null(raw[c]).isNotNull().alias(f"_has_{c}") for c in _CHECKED],
     )

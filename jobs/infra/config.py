@@ -75,45 +75,91 @@ class SourceConfig(_Section):
 
     layout `retailrocket` and `rees46` are built in; `generic` maps a shop's own export: which
     source column holds each bronze column, how its timestamps read, which of its event names
-    mean view, cart and purchase, and which it sends that we do not use.
+    mean view, cart and purchase, and which it sends that we do not use. Files ending in .gz are
+    read through gzip. Every file in the folder that no pattern matches is listed in the ingest
+    report as skipped, with a warning.
     """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     layout: Literal["retailrocket", "rees46", "generic"]
-    # generic only: file format and the file names (glob) of events in a dt= folder.
+    # generic only: file format and the file names (globs, any case) of events in a dt= folder.
     format: Literal["csv", "parquet"] = "csv"
-    events_glob: str = "*.csv"
+    events_glob: tuple[str, ...] = ("*.csv", "*.csv.gz")
+    # generic CSV only: the field separator ("\t" for TSV) and whether line 1 is a header; a
+    # headerless file names its columns, in order, in column_names.
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    column_names: tuple[str, ...] = ()
     # generic only: bronze column -> the source's column name.
     columns: dict[str, str] = Field(default_factory=dict)
     # generic only: epoch_ms, epoch_s, or a Spark datetime pattern such as
     # "yyyy-MM-dd HH:mm:ss" (read as UTC unless the pattern has a zone).
     timestamp_format: str = "epoch_ms"
-    # generic only: our event type -> the source's names for it.
+    # generic only: our event type -> the source's names for it; or, for a feed with one kind
+    # of event and no event-type column (a purchase-only feed), event_type: purchase.
     event_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    event_type: Literal["view", "cart", "purchase"] | None = None
     # Event names the source sends that are not interactions we learn from; counted, not kept.
     ignore_event_types: tuple[str, ...] = ()
+    # generic only: id columns the shop writes as text (SKUs like 85123A): hashed to stable
+    # integers at ingest; the export gives the shop's own text back.
+    text_ids: tuple[Literal["visitor_id", "item_id"], ...] = ()
+
+    @field_validator("events_glob", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return (value,) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _mapping_fits_layout(self) -> SourceConfig:
         if self.layout != "generic":
-            if self.columns or self.event_types:
+            generic = [
+                key
+                for key in ("columns", "event_types", "event_type", "column_names", "text_ids")
+                if getattr(self, key)
+            ]
+            generic += [k for k in ("delimiter", "header") if k in self.model_fields_set]
+            if generic:
                 raise ValueError(
                     f"source {self.name!r}: layout {self.layout!r} is built in; "
-                    "columns and event_types are for layout 'generic'"
+                    f"{generic} are for layout 'generic'"
                 )
             return self
+        required = [c for c in REQUIRED_COLUMNS if c != "event_type" or self.event_type is None]
         unknown = sorted(set(self.columns) - set(MAPPABLE_COLUMNS))
-        missing = [c for c in REQUIRED_COLUMNS if c not in self.columns]
+        missing = [c for c in required if c not in self.columns]
         if unknown or missing:
             raise ValueError(
-                f"source {self.name!r}: columns must map {list(REQUIRED_COLUMNS)} "
+                f"source {self.name!r}: columns must map {required} "
                 f"(optional: {list(MAPPABLE_COLUMNS[4:])}); missing {missing}, unknown {unknown}"
             )
-        bad_types = sorted(set(self.event_types) - set(EVENT_TYPES))
-        if bad_types or not self.event_types:
+        if self.event_type is not None:
+            if self.event_types or "event_type" in self.columns:
+                raise ValueError(
+                    f"source {self.name!r}: event_type {self.event_type!r} is every row's type; "
+                    "drop event_types and the event_type column, or drop event_type"
+                )
+        else:
+            bad_types = sorted(set(self.event_types) - set(EVENT_TYPES))
+            if bad_types or not self.event_types:
+                raise ValueError(
+                    f"source {self.name!r}: event_types must map some of {list(EVENT_TYPES)} "
+                    f"to the source's names; unknown {bad_types}"
+                )
+        if not self.header:
+            if self.format != "csv" or not self.column_names:
+                raise ValueError(
+                    f"source {self.name!r}: header: false needs format csv and column_names, "
+                    "the file's columns in order"
+                )
+            absent = sorted(set(self.columns.values()) - set(self.column_names))
+            if absent:
+                raise ValueError(
+                    f"source {self.name!r}: columns map {absent}, which column_names lacks"
+                )
+        elif self.column_names:
             raise ValueError(
-                f"source {self.name!r}: event_types must map some of {list(EVENT_TYPES)} "
-                f"to the source's names; unknown {bad_types}"
+                f"source {self.name!r}: column_names is for header: false (the header names them)"
             )
         return self
 
@@ -133,7 +179,7 @@ class IngestConfig(_Section):
     # Quarantined share of a file's rows above which the run fails, in [0, 1].
     max_quarantine_rate: float = Field(0.01, ge=0, le=1)
     # Events stamped before this day are impossible for the shop and quarantined.
-    min_event_date: date = date(2000, 1, 1)
+    min_event_date: date = date(1971, 1, 1)
     pseudonymize_visitor_ids: PseudonymizeConfig = Field(default_factory=PseudonymizeConfig)
 
     @field_validator("sources")

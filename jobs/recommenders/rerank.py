@@ -179,7 +179,9 @@ def sample_visitors(visitors: np.ndarray, size: int, run_date: date) -> np.ndarr
     a rerun of the date, others the next day."""
     if size >= len(visitors):
         return np.sort(visitors)
-    keys = seeded_uniform(visitors, np.zeros(len(visitors), dtype=np.int64), run_date)
+    # A shop's text ids are hashed first: the same visitors are picked on a rerun either way.
+    ids = visitors if visitors.dtype.kind in "iu" else pd.util.hash_array(visitors.astype(object))
+    keys = seeded_uniform(ids, np.zeros(len(visitors), dtype=np.int64), run_date)
     return np.sort(visitors[np.argsort(keys, kind="stable")[:size]])
 
 

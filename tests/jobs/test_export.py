@@ -6,14 +6,18 @@ import pandas as pd
 import pytest
 
 from jobs.export import (
+    IdNames,
     to_export_rows,
     to_personalize_lines,
     write_recommendations,
 )
 from jobs.infra.config import RerankWeights
+from jobs.infra.paths import Lake
 from jobs.recommenders.base import Fallback
 from jobs.recommenders.popularity import PopularityRecommender
 from jobs.recommenders.rerank import Reranker, sample_visitors
+
+D = date(2015, 9, 18)
 
 
 @pytest.fixture()
@@ -117,3 +121,51 @@ def test_the_shadow_sample_is_fixed_by_the_date():
     assert np.array_equal(monday, sample_visitors(visitors[::-1], 10, date(2015, 9, 18)))
     assert not np.array_equal(monday, sample_visitors(visitors, 10, date(2015, 9, 19)))
     assert np.array_equal(sample_visitors(visitors[:5], 10, date(2015, 9, 18)), visitors[:5])
+
+
+def test_text_ids_go_out_as_the_shop_wrote_them_in_both_file_kinds(tmp_path):
+    # Visitor 1 and items 10, 20 came as text (the id dictionary); visitor 2, item 30 did not.
+    names = IdNames(
+        {
+            "visitor_id": pd.Series({1: 'ann "the buyer"'}),
+            "item_id": pd.Series({10: "85123A", 20: "Mug, blue"}),
+        }
+    )
+    files, counts = write_recommendations(
+        PopularityRecommender(np.array([10, 20, 30])),
+        np.array([1, 2]),
+        2,
+        pd.DataFrame({"visitor_id": [2], "item_id": [10]}),
+        np.array([], dtype=np.int64),
+        Fallback(np.array([10, 20, 30])),
+        "3",
+        tmp_path / "out",
+        100,
+        names=names,
+    )
+
+    rows = pd.read_parquet(next(f for f in files if f.suffix == ".parquet"))
+    assert rows[["user_id", "item_id"]].values.tolist() == [
+        ['ann "the buyer"', "85123A"],
+        ['ann "the buyer"', "Mug, blue"],
+        ["2", "Mug, blue"],
+        ["2", "30"],
+    ]
+    lines = [json.loads(line) for line in next(f for f in files if f.suffix == ".jsonl").open()]
+    assert [(x["input"]["userId"], x["output"]["recommendedItems"]) for x in lines] == [
+        ('ann "the buyer"', ["85123A", "Mug, blue"]),
+        ("2", ["Mug, blue", "30"]),
+    ]
+    assert counts["users"] == 2 and counts["rows"] == 4
+
+
+def test_ids_read_back_from_every_dictionary_partition_up_to_the_date(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    for day, rows in [(date(2015, 9, 17), [("item_id", 10, "A")]), (D, [("item_id", 11, "B")])]:
+        part = lake.partition("bronze", "id_dictionary", day)
+        part.mkdir(parents=True)
+        pd.DataFrame(rows, columns=["id_column", "id", "raw_id"]).to_parquet(part / "p.parquet")
+        (part / "_SUCCESS").touch()
+
+    assert IdNames.read(lake, D).by_column["item_id"].to_dict() == {10: "A", 11: "B"}
+    assert IdNames.read(lake, date(2015, 9, 17)).by_column["item_id"].to_dict() == {10: "A"}

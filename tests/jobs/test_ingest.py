@@ -1,9 +1,12 @@
+import gzip
 import hashlib
 import hmac
+import re
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.feeds.catalog import snapshot_catalog
 from jobs.feeds.privacy import pseudonymize
@@ -13,10 +16,11 @@ from jobs.feeds.sources import (
     Window,
     check_columns,
     parse_events,
+    text_id,
 )
 from jobs.infra.config import SourceConfig
 from jobs.infra.paths import Lake, partition_digest, read_lineage
-from jobs.ingest import QuarantineRateError, ReconciliationError, reconcile
+from jobs.ingest import QuarantineRateError, ReconciliationError, UnreadableFileError, reconcile
 from jobs.ingest import run as ingest
 
 pytestmark = pytest.mark.spark
@@ -322,3 +326,118 @@ def test_reconcile_raises_when_a_row_is_unaccounted_for():
         reconcile({"f.csv": {**ok, "ignored": 0}}, accepted_events=6, written_events=5)
     with pytest.raises(ReconciliationError, match="only 6 were accepted"):
         reconcile({"f.csv": ok}, accepted_events=6, written_events=7)
+
+
+def _taobao_like(**overrides):
+    """A headerless feed with its column order declared (Taobao's UserBehavior export)."""
+    settings = {
+        "name": "tb",
+        "layout": "generic",
+        "header": False,
+        "column_names": ["user_id", "item_id", "category_id", "behavior_type", "timestamp"],
+        "columns": {
+            "visitor_id": "user_id",
+            "item_id": "item_id",
+            "category_id": "category_id",
+            "event_type": "behavior_type",
+            "event_ts": "timestamp",
+        },
+        "timestamp_format": "epoch_s",
+        "event_types": {"view": ["pv"], "cart": ["cart", "fav"], "purchase": ["buy"]},
+    }
+    return SourceConfig(**{**settings, **overrides})
+
+
+TB_LINES = ["1,10,5,pv,1442534400", "1,10,5,buy,1442534460", "2,11,5,fav,1442534520"]
+TB_ROWS = [(1, 10, "view"), (1, 10, "purchase"), (2, 11, "cart")]
+
+
+def _event_rows(spark, cfg):
+    return [
+        (r.visitor_id, r.item_id, r.event_type)
+        for r in _bronze(spark, cfg).orderBy("event_ts", "event_type").collect()
+    ]
+
+
+def test_a_gzipped_headerless_export_reads_by_its_declared_column_order(spark, cfg):
+    cfg = _with_sources(cfg, _taobao_like())
+    folder = cfg.paths.landing / "tb" / f"dt={D}"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "UserBehavior.CSV.gz", "wt") as handle:
+        handle.write("\n".join(TB_LINES) + "\n")
+
+    report = ingest(cfg, D, spark)
+
+    assert _event_rows(spark, cfg) == TB_ROWS
+    assert report["raw_rows"] == 3 and report["accepted"] == 3 and report["skipped_files"] == []
+
+
+def test_a_tab_separated_file_with_a_header_reads_by_its_delimiter(spark, cfg):
+    header = "user_id\titem_id\tcategory_id\tbehavior_type\ttimestamp"
+    source = _taobao_like(header=True, column_names=(), delimiter="\t", events_glob=["*.tsv"])
+    cfg = _with_sources(cfg, source)
+    _land(cfg, "tb", D, "events.tsv", [header, *(line.replace(",", "\t") for line in TB_LINES)])
+
+    report = ingest(cfg, D, spark)
+
+    assert _event_rows(spark, cfg) == TB_ROWS and report["quarantined"] == 0
+
+
+def test_a_purchase_only_feed_takes_its_event_type_from_the_config(spark, cfg):
+    columns = {"visitor_id": "customer", "item_id": "sku", "event_ts": "ts"}
+    source = SourceConfig(
+        name="orders", layout="generic", columns=columns, event_type="purchase",
+        timestamp_format="epoch_s",
+    )  # fmt: skip
+    cfg = _with_sources(cfg, source)
+    _land(cfg, "orders", D, "orders.csv", ["customer,sku,ts", "7,100,1442534400"])
+
+    ingest(cfg, D, spark)
+
+    assert _event_rows(spark, cfg) == [(7, 100, "purchase")]
+
+
+def test_files_no_pattern_matches_are_reported_as_skipped_not_ignored(spark, cfg, caplog):
+    cfg = _with_sources(cfg, _taobao_like(events_glob=["behaviour*.csv"]))
+    _land(cfg, "tb", D, "Behaviour-1.csv", TB_LINES)
+    stray = _land(cfg, "tb", D, "notes.txt", ["not an export"])
+
+    report = ingest(cfg, D, spark)
+
+    assert report["accepted"] == 3
+    assert report["skipped_files"] == [{"file": str(stray), "matches_none_of": ["behaviour*.csv"]}]
+    assert f"{stray} matches none of" in caplog.text
+
+
+def test_a_binary_file_fails_naming_it(spark, cfg):
+    cfg = _with_sources(cfg, _taobao_like())
+    folder = cfg.paths.landing / "tb" / f"dt={D}"
+    folder.mkdir(parents=True)
+    (folder / "dump.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary")
+    (folder / "broken.csv.gz").write_bytes(b"\x1f\x8b\x08not really gzip")
+
+    with pytest.raises(UnreadableFileError, match=re.escape(str(folder / "broken.csv.gz"))):
+        ingest(cfg, D, spark)
+
+
+def test_text_ids_become_stable_integers_and_the_dictionary_keeps_the_text(spark, cfg):
+    source = _taobao_like(text_ids=["item_id", "visitor_id"])
+    cfg = _with_sources(cfg, source)
+    _land(
+        cfg, "tb", D, "events.csv", ["alice,85123A,5,pv,1442534400", "bob,85123A,5,buy,1442534460"]
+    )
+
+    ingest(cfg, D, spark)
+
+    rows = _bronze(spark, cfg).orderBy("event_ts").collect()
+    assert rows[0].item_id == rows[1].item_id and rows[0].visitor_id != rows[1].visitor_id
+    assert all(0 <= r.item_id < 2**62 and 0 <= r.visitor_id < 2**62 for r in rows)
+    ids = _bronze(spark, cfg, table="id_dictionary").collect()
+    assert {(r.id_column, r.id, r.raw_id) for r in ids} == {
+        ("item_id", rows[0].item_id, "85123A"),
+        ("visitor_id", rows[0].visitor_id, "alice"),
+        ("visitor_id", rows[1].visitor_id, "bob"),
+    }
+    # The same text gets the same id on a later night, with no state carried over.
+    again = spark.createDataFrame([("85123A",)], "t string").select(text_id(F.col("t"))).first()
+    assert again[0] == rows[0].item_id
