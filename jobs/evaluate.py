@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterable
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -258,13 +260,31 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
     return OracleRecommender.from_ground_truth(folder, as_of=cutoff)
 
 
+# Baselines the registry can hold as champion (recommenders/pyfunc.py FAMILIES); user-kNN
+# keeps every visitor's neighbours and is scored as a diagnostic only.
+SERVABLE_BASELINES = ("popularity", "recent_popularity", "item_knn")
+
+
+def best_baseline(results: dict[str, dict]) -> str:
+    """The servable baseline with the highest NDCG@10 (ties: the order above, simplest first)."""
+    scored = [name for name in SERVABLE_BASELINES if name in results]
+    return max(scored, key=lambda name: (results[name]["ndcg_at_10"], -scored.index(name)))
+
+
+def stage_baseline(model, folder: Path) -> None:
+    """Save the night's best baseline where the gate registers it from, if it wins."""
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save(folder)
+
+
 def load_models(
     cfg: Config, challenger_uri: str, train: pd.DataFrame, cutoff: pd.Timestamp, visitors
 ) -> tuple[dict[str, object], object | None]:
     """Every model to score by name (challenger first), and the champion's registry version."""
     import mlflow
 
-    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
+    from jobs.infra.tracking import CHAMPION, init_tracking, version_by_alias
+    from jobs.recommenders.pyfunc import load_recommender
 
     init_tracking(cfg)
     # Only the test visitors' factors are kept: every visitor's are 7 GB a model at scale 10.
@@ -313,7 +333,8 @@ def run(cfg: Config, run_date: date) -> dict:
     context = ItemContext.from_training(
         train,
         catalog.set_index(ITEM_ID)[CATEGORY_ID],
-        catalog_size=max(int(catalog[ITEM_ID].nunique()), 1),
+        # What lists can draw from: the catalog as of the cutoff and every item trained on.
+        catalog_size=max(len(np.union1d(catalog[ITEM_ID], train[ITEM_ID])), 1),
     )
 
     models, champion = load_models(cfg, trained["model_uri"], train, cutoff, visitors)
@@ -341,6 +362,8 @@ def run(cfg: Config, run_date: date) -> dict:
         if name not in ("popularity", "challenger"):  # the audit reads only their top slots
             lists[name] = lists[name][lists[name][RANK] <= SHOWN].reset_index(drop=True)
 
+    best = best_baseline(results)
+    stage_baseline(models[best], lake.partition("models", "best_baseline", run_date))
     # Past scoring only the challenger is needed: the neighbour models and the champion are
     # gigabytes at scale 10, and the re-ranking table is evaluate's peak.
     del models
@@ -377,6 +400,12 @@ def run(cfg: Config, run_date: date) -> dict:
         "popularity": results["popularity"],
         "champion": results.get("champion"),
         "baselines": {m: results[m] for m in ("popularity", *cfg.evaluate.baselines)},
+        # The one the gate holds the challenger against, and publishes when it is better.
+        "best_baseline": {
+            "name": best,
+            "path": str(lake.partition("models", "best_baseline", run_date)),
+            **results[best],
+        },
         "oracle": results.get("oracle"),
         "share_of_oracle_ndcg_at_10": _share(results, "challenger", "oracle"),
         "candidate_pool": None

@@ -257,7 +257,7 @@ def _count(counts: dict, rows: pd.DataFrame, key: str) -> None:
 def was_gated(lake: Lake, run_date: date) -> bool:
     """True when the date's gate report says the challenger was not promoted."""
     path = lake.stage_report(run_date, "gate")
-    return path.is_file() and json.loads(path.read_text())["decision"] == "gated"
+    return path.is_file() and json.loads(path.read_text())["decision"] != "promoted"
 
 
 def _default_run_id() -> str:
@@ -282,7 +282,8 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
     """The champion and everything the export filters by, as of the logical date."""
     import mlflow
 
-    from jobs.infra.tracking import CHAMPION, init_tracking, load_recommender, version_by_alias
+    from jobs.infra.tracking import CHAMPION, init_tracking, version_by_alias
+    from jobs.recommenders.pyfunc import load_recommender
 
     ex = cfg.export
     init_tracking(cfg)
@@ -338,7 +339,7 @@ def publish_shadow(
     """The gated challenger's lists for a sample of visitors, under shadow/ (no latest.json);
     None, and the date's shadow deleted, when the challenger was promoted or shadows are off."""
     from jobs.infra.storage import apply_retention, publish, remove_date
-    from jobs.infra.tracking import load_recommender
+    from jobs.recommenders.pyfunc import load_recommender
 
     ex = cfg.export
     if not ex.shadow_visitors or not was_gated(lake, run_date):
@@ -448,6 +449,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
     facts = {
         "model_name": cfg.mlflow.model_name,
         "model_version": version,
+        "model_family": inputs.recommender.family,
         "config_hash": cfg.fingerprint(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

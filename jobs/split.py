@@ -104,6 +104,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
         cutoff = quantile_cutoff(events, cfg.split.test_quantile) or cutoff
         rule = f"quantile {cfg.split.test_quantile} of event time"
     validation_cutoff = validation_cutoff_for(cutoff, cfg.split.validation_days)
+    validation_rule = f"last {cfg.split.validation_days} days before the cutoff"
     order = (EVENT_TS, VISITOR_ID, ITEM_ID, EVENT_TYPE)
     report: dict = {
         "cutoff": cutoff.isoformat(),
@@ -116,6 +117,15 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
         write_lineage(path, [{"partition": str(silver), "sha256": partition_digest(silver)}])
         report[name] = _stats(spark.read.parquet(str(path)))
     written = spark.read.parquet(str(lake.partition("splits", "train", run_date)))
+    first = report["train"]["min_ts"]  # naive: Spark's session time zone is UTC
+    if first is not None and validation_cutoff <= first.replace(tzinfo=UTC):
+        # A history shorter than the window would leave tuning nothing to fit on.
+        quantile = cfg.split.validation_quantile
+        validation_cutoff = quantile_cutoff(written, quantile) or validation_cutoff
+        validation_rule = f"quantile {quantile} of training event time (history too short)"
+        log.warning("split %s: validation window is %s", run_date, validation_rule)
+    report["validation_cutoff"] = validation_cutoff.isoformat()
+    report["validation_cutoff_rule"] = validation_rule
     report["validation"] = _stats(split_by_time(written, validation_cutoff)[1])
 
     fact_dates = lake.dates_until("bronze", "item_facts", run_date)

@@ -83,8 +83,8 @@ def render(reports: dict, run_date: date, mlflow_uri: str) -> str:
     ga = reports.get("gate")
     if ga:
         lines.append(
-            f"  gate      {ga['decision']:>10}: version {ga['model_version']}; "
-            + "; ".join(ga["reasons"])
+            f"  gate      {ga['decision']:>10}: challenger version {ga['model_version']}, "
+            f"champion {ga.get('champion_version')}; " + "; ".join(ga["reasons"])
         )
     ex = reports.get("export")
     if ex:

@@ -32,6 +32,7 @@ from jobs.infra.paths import Lake, partition_digest, read_partition, trace_linea
 from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 from jobs.recommenders.als import AlsRecommender
 from jobs.recommenders.interactions import candidate_pool, rank_by_popularity
+from jobs.recommenders.pyfunc import log_model
 from jobs.recommenders.tuning import (
     EmptyTrainingSetError,
     TrialResult,
@@ -39,6 +40,7 @@ from jobs.recommenders.tuning import (
     fit_als,
     interactions_for,
     search,
+    tuning_note,
 )
 
 __all__ = ["EmptyTrainingSetError", "UnvalidatedDataError", "fit_als", "require_validated"]
@@ -122,7 +124,7 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
         )
         mlflow.log_dict(cfg.model_dump(mode="json", by_alias=True), "config.json")
         validation_cutoff = pd.Timestamp(split["validation_cutoff"])
-        params, trials, tuned_on = _tuned_params(
+        params, trials, tuned_on, note = _tuned_params(
             cfg, lake, run_date, events, validation_cutoff, retune
         )
         mlflow.set_tag("tuned_on", tuned_on.isoformat() if tuned_on else "never")
@@ -170,9 +172,10 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
         lineage = trace_lineage(train_path)
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.set_tag("lineage.raw_files", len(lineage["files"]))
-        info = _log_model(recommender, Path(tmp), cfg.mlflow.model_name)
+        info = log_model(recommender, Path(tmp) / "recommender", cfg.mlflow.model_name)
         version = str(info.registered_model_version)
         client.set_registered_model_alias(cfg.mlflow.model_name, CHALLENGER, version)
+        client.set_model_version_tag(cfg.mlflow.model_name, version, "family", recommender.family)
         report = {
             "run_id": run.info.run_id,
             "model_name": cfg.mlflow.model_name,
@@ -187,6 +190,7 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
             "params": params.model_dump(mode="json"),
             "config_hash": cfg.fingerprint(),
             "tuned_on": tuned_on.isoformat() if tuned_on else None,
+            "tuning_note": note,
             "tuning": [
                 {
                     "trial": t.number,
@@ -209,9 +213,10 @@ def _tuned_params(
     events: pd.DataFrame,
     validation_cutoff: pd.Timestamp,
     retune: bool = False,
-) -> tuple[TrainConfig, list[TrialResult], date | None]:
-    """The parameters to fit, the tuning trials run tonight, and the logical date of the search
-    that chose the parameters (None: train.* as configured, no search).
+) -> tuple[TrainConfig, list[TrialResult], date | None, str | None]:
+    """The parameters to fit, the tuning trials run tonight, the logical date of the search
+    that chose the parameters (None: train.* as configured, no search), and a note when
+    tonight's search was skipped or weak (logged, and tagged `tuning_note` in MLflow).
 
     Searches when `retune`, or when no search within `tune.every_days` can be reused
     (`earlier_search`). The spark_mllib engine fits the configured parameters as they are: a
@@ -220,16 +225,22 @@ def _tuned_params(
     if cfg.train.engine == "spark_mllib":
         if cfg.tune.trials > 1:
             log.info("train.engine spark_mllib: no tuning, fitting train.* as configured")
-        return cfg.train, [], None
+        return cfg.train, [], None, None
     if cfg.tune.trials < 2:
-        return cfg.train, [], None
+        return cfg.train, [], None, None
     earlier = None
     if not retune:
         earlier = earlier_search(lake, run_date, cfg.tune.every_days, cfg.fingerprint())
     if earlier is not None:
         tuned_on = date.fromisoformat(earlier["tuned_on"])
         log.info("tuning: reusing the parameters of the search of %s", tuned_on)
-        return TrainConfig.model_validate(earlier["params"]), [], tuned_on
+        return TrainConfig.model_validate(earlier["params"]), [], tuned_on, None
+    note = tuning_note(events, validation_cutoff, cfg.tune)
+    if note is not None:
+        import mlflow
+
+        log.warning("train %s: %s", run_date, note)
+        mlflow.set_tag("tuning_note", note)
     params, trials = search(
         events,
         validation_cutoff,
@@ -238,7 +249,7 @@ def _tuned_params(
         cfg.export.exclude_seen_event_types,
         on_trial=_log_trial,
     )
-    return params, trials, run_date if trials else None
+    return params, trials, run_date if trials else None, note
 
 
 def earlier_search(lake: Lake, run_date: date, every_days: int, fingerprint: str) -> dict | None:
@@ -327,27 +338,6 @@ def _learning_curves(trials: list[TrialResult], k: int):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def _log_model(recommender: AlsRecommender, tmp: Path, model_name: str):
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from jobs.recommenders.pyfunc import RecommenderPyfunc
-
-    model_dir = tmp / "recommender"
-    recommender.save(model_dir)
-    example = pd.DataFrame({VISITOR_ID: recommender.visitor_ids[:2]})
-    signature = infer_signature(
-        example, recommender.recommend(example[VISITOR_ID], 3), params={"n": 10}
-    )
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=RecommenderPyfunc(),
-        artifacts={"recommender": str(model_dir)},
-        signature=signature,
-        registered_model_name=model_name,
-    )
 
 
 if __name__ == "__main__":

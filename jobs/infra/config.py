@@ -280,6 +280,9 @@ class SplitConfig(_Section):
     # The model is tuned on it and then refitted on all training data; the test window is never
     # used for tuning.
     validation_days: int = Field(7, gt=0)
+    # When the training history is shorter than that window, the validation window is every
+    # training event at or after this quantile of training event time instead.
+    validation_quantile: float = Field(0.8, gt=0, lt=1)
 
 
 class TrainConfig(_Section):
@@ -300,6 +303,9 @@ class TrainConfig(_Section):
     # (None: every item the model knows). A fixed pool keeps scoring (export, evaluate, tuning)
     # linear in visitors as the catalog grows; evaluate measures what the pool costs in quality.
     candidate_items: int | None = Field(None, gt=0)
+    # ... unless the model knows at most this many items: then it ranks every one (a pool that
+    # drops a small catalog's long tail costs quality and saves little). null: always the pool.
+    rank_every_item_below: int | None = Field(None, gt=0)
     event_weights: dict[str, float]
     # Interactions: each event's weight halves every `half_life_days` before the cutoff (None: no
     # decay), and repeated events saturate at about `saturation` (None: plain sum).
@@ -432,7 +438,7 @@ class EvaluateConfig(_Section):
 
 
 class GateConfig(_Section):
-    min_lift_over_popularity: float = Field(0.10, ge=0)
+    min_lift_over_baseline: float = Field(0.10, ge=0)
     max_regression_vs_champion: float = Field(0.02, ge=0, le=1)
 
 

@@ -54,13 +54,6 @@ def git_commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def load_recommender(uri: str):
-    """The AlsRecommender inside a logged pyfunc model (e.g. ``models:/NAME/3``)."""
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
-
-
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
     """The model version holding `alias`, or None when no version holds it yet."""
     try:

@@ -4,7 +4,6 @@ similar items; saved and loaded as plain files."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from jobs.infra.schemas import (
-    CATEGORY_ID,
     ITEM_ID,
     RANK,
     SCORE,
@@ -20,12 +18,13 @@ from jobs.infra.schemas import (
     VISITOR_ID,
 )
 from jobs.recommenders.base import (
-    SIMILAR_ITEM_ID,
     Fallback,
     empty_lists,
     exclusion_matrix,
     fill_lists,
+    fill_similar,
     index_of,
+    write_meta,
 )
 
 # implicit marks filtered items with -FLT_MAX.
@@ -35,7 +34,7 @@ _FILTERED_SCORE = -1e38
 class AlsRecommender:
     """implicit's ALS with its id mappings and a popularity fallback, saved as plain files."""
 
-    name = "als"
+    name = family = "als"
 
     def __init__(
         self,
@@ -135,25 +134,7 @@ class AlsRecommender:
                     SOURCE: self.name,
                 }
             )
-        own_category = item_categories.loc[
-            item_categories[ITEM_ID].isin(item_ids), [ITEM_ID, CATEGORY_ID]
-        ].dropna()
-        by_item = Fallback(
-            fallback.popular,
-            fallback.category_items,
-            pd.DataFrame(
-                {
-                    VISITOR_ID: own_category[ITEM_ID].to_numpy(dtype=np.int64),
-                    CATEGORY_ID: own_category[CATEGORY_ID].to_numpy(dtype=np.int64),
-                    "cat_rank": 0,
-                }
-            ),
-        )
-        itself = pd.DataFrame({VISITOR_ID: item_ids, ITEM_ID: item_ids})
-        lists = fill_lists(als, item_ids, m, by_item, itself, unavailable)
-        return lists.rename(columns={ITEM_ID: SIMILAR_ITEM_ID}).rename(
-            columns={VISITOR_ID: ITEM_ID}
-        )[[ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]]
+        return fill_similar(als, item_ids, m, fallback, item_categories, unavailable)
 
     def _ranked(self, rows: np.ndarray, n: int, excluded: sp.csr_matrix, unavailable):
         """Top-`n` (ids, scores) for model rows `rows`, without the items `excluded` marks.
@@ -218,15 +199,13 @@ class AlsRecommender:
         np.save(directory / "popular_items.npy", self.popular_items)
         if self.candidates is not None:
             np.save(directory / "candidates.npy", self.item_ids[self.candidates])
-        (directory / "meta.json").write_text(
-            json.dumps(
-                {
-                    "factors": int(self.model.factors),
-                    "visitors": len(self.visitor_ids),
-                    "items": len(self.item_ids),
-                    "candidates": None if self.candidates is None else len(self.candidates),
-                }
-            )
+        write_meta(
+            directory,
+            self.family,
+            factors=int(self.model.factors),
+            visitors=len(self.visitor_ids),
+            items=len(self.item_ids),
+            candidates=None if self.candidates is None else len(self.candidates),
         )
 
     @classmethod

@@ -4,7 +4,9 @@ popular items overall), so evaluation and export see the same lists."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -257,3 +259,49 @@ def empty_lists() -> pd.DataFrame:
             SOURCE: pd.Series(dtype=object),
         }
     )
+
+
+def fill_similar(
+    own: pd.DataFrame,
+    item_ids: np.ndarray,
+    m: int,
+    fallback: Fallback,
+    item_categories: pd.DataFrame,
+    unavailable: np.ndarray | None,
+) -> pd.DataFrame:
+    """Similar-item lists: the model's `own` rows (visitor_id standing for the item) topped up
+    to `m` with the most popular items of the item's own category, then overall; never the item
+    itself nor an unavailable item. Returns item_id, rank, similar_item_id, score, source."""
+    own_category = item_categories.loc[
+        item_categories[ITEM_ID].isin(item_ids), [ITEM_ID, CATEGORY_ID]
+    ].dropna()
+    by_item = Fallback(
+        fallback.popular,
+        fallback.category_items,
+        pd.DataFrame(
+            {
+                VISITOR_ID: own_category[ITEM_ID].to_numpy(dtype=np.int64),
+                CATEGORY_ID: own_category[CATEGORY_ID].to_numpy(dtype=np.int64),
+                "cat_rank": 0,
+            }
+        ),
+    )
+    itself = pd.DataFrame({VISITOR_ID: item_ids, ITEM_ID: item_ids})
+    lists = fill_lists(own, item_ids, m, by_item, itself, unavailable)
+    return lists.rename(columns={ITEM_ID: SIMILAR_ITEM_ID}).rename(columns={VISITOR_ID: ITEM_ID})[
+        [ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, SOURCE]
+    ]
+
+
+META_FILE = "meta.json"
+
+
+def write_meta(directory: Path, family: str, **facts) -> None:
+    """The saved model's family (how to load it back) and facts about it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / META_FILE).write_text(json.dumps({"family": family, **facts}, default=int))
+
+
+def read_family(directory: Path) -> str:
+    """The family a saved model belongs to; models saved before families existed are ALS."""
+    return json.loads((Path(directory) / META_FILE).read_text()).get("family", "als")

@@ -106,6 +106,9 @@ def rank_by_popularity(interactions: pd.DataFrame) -> np.ndarray:
 
 def candidate_pool(popular: np.ndarray, params) -> np.ndarray | None:
     """The item ids lists are drawn from: the first `params.candidate_items` of `popular` (item
-    ids, most popular first), or None (every item) when unset."""
-    size = params.candidate_items
-    return None if size is None else np.asarray(popular[:size], dtype=np.int64)
+    ids, most popular first), or None (every item) when unset or when there are at most
+    `params.rank_every_item_below` items."""
+    size, every_below = params.candidate_items, params.rank_every_item_below
+    if size is None or (every_below is not None and len(popular) <= every_below):
+        return None
+    return np.asarray(popular[:size], dtype=np.int64)

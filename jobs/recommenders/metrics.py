@@ -193,7 +193,14 @@ def beyond_accuracy_metrics(recs: pd.DataFrame, ks: tuple[int, ...], context: It
         pos = list_pos[top]
         size = np.bincount(pos, minlength=len(visitors)).astype(float)
         listed = size > 0
-        result[f"coverage_at_{k}"] = items[top].nunique() / context.catalog_size
+        distinct = items[top].nunique()
+        if distinct > context.catalog_size:
+            raise MetricInputError(
+                f"the top-{k} lists hold {distinct} distinct items, more than catalog_size "
+                f"{context.catalog_size}: coverage would exceed 1; count every item the lists "
+                "can draw from"
+            )
+        result[f"coverage_at_{k}"] = distinct / context.catalog_size
 
         # Same-category pairs: sum over the list's categories of m (m - 1) / 2.
         known = has_category[top]

@@ -19,7 +19,10 @@ Use, next to evaluate.py's models:
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +35,16 @@ from jobs.infra.schemas import (
     SOURCE,
     VISITOR_ID,
 )
-from jobs.recommenders.base import Fallback, empty_lists, exclusion_matrix, fill_lists, index_of
+from jobs.recommenders.base import (
+    META_FILE,
+    Fallback,
+    empty_lists,
+    exclusion_matrix,
+    fill_lists,
+    fill_similar,
+    index_of,
+    write_meta,
+)
 from jobs.recommenders.interactions import InteractionMatrix, rank_by_popularity, to_matrix
 
 ITEM_SIMILARITIES = ("cosine", "bm25")
@@ -67,6 +79,65 @@ class ItemKnnRecommender:
         self.filter_history = filter_history
         self.batch_size = batch_size
         self.name = _ITEM_KNN_NAMES.get(type(model).__name__, "item_knn")
+
+    family = "item_knn"
+    candidates = None
+
+    def save(self, directory: Path) -> None:
+        """The item-item similarity, the visitors' history it scores from, and popularity."""
+        write_meta(directory, self.family, name=self.name, items=len(self.data.item_ids))
+        sp.save_npz(directory / "similarity.npz", sp.csr_matrix(self.model.similarity))
+        sp.save_npz(directory / "history.npz", self.data.matrix)
+        np.save(directory / "visitor_ids.npy", self.data.visitor_ids)
+        np.save(directory / "item_ids.npy", self.data.item_ids)
+        np.save(directory / "popular_items.npy", self.popular_items)
+
+    @classmethod
+    def load(cls, directory: Path) -> ItemKnnRecommender:
+        directory = Path(directory)
+        data = InteractionMatrix(
+            sp.load_npz(directory / "history.npz").tocsr(),
+            np.load(directory / "visitor_ids.npy"),
+            np.load(directory / "item_ids.npy"),
+        )
+        model = _Similarity(sp.load_npz(directory / "similarity.npz").tocsr())
+        loaded = cls(model, data, np.load(directory / "popular_items.npy"))
+        loaded.name = json.loads((directory / META_FILE).read_text())["name"]
+        return loaded
+
+    def for_visitors(self, visitor_ids: np.ndarray) -> ItemKnnRecommender:
+        """The same lists for `visitor_ids`; the history is a sparse matrix, kept whole."""
+        return self
+
+    def similar_items(
+        self,
+        item_ids: np.ndarray,
+        m: int,
+        fallback: Fallback,
+        item_categories: pd.DataFrame,
+        unavailable: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """Each known item's `m` most similar items (the model's own neighbours), topped up like
+        ALS's: the item's category's most popular items, then overall."""
+        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+        rows = index_of(self.data.item_ids, item_ids)
+        known = rows >= 0
+        block = sp.csr_matrix(self.model.similarity)[rows[known]].tocoo()
+        neighbour = self.data.item_ids[block.col]
+        keep = neighbour != item_ids[known][block.row]
+        if unavailable is not None and len(unavailable):
+            keep &= ~np.isin(neighbour, unavailable)
+        r, c, v = _top_per_row(block.row[keep], neighbour[keep], block.data[keep], m)
+        own = pd.DataFrame(
+            {
+                VISITOR_ID: item_ids[known][r],
+                RANK: _rank_in_row(r),
+                ITEM_ID: c,
+                SCORE: v.astype(np.float64),
+                SOURCE: self.name,
+            }
+        )
+        return fill_similar(own, item_ids, m, fallback, item_categories, unavailable)
 
     @classmethod
     def fit(
@@ -301,3 +372,10 @@ def _top_per_row(
 def _rank_in_row(sorted_rows: np.ndarray) -> np.ndarray:
     """1, 2, ... within each run of equal values in an already sorted array."""
     return np.arange(1, len(sorted_rows) + 1) - np.searchsorted(sorted_rows, sorted_rows)
+
+
+@dataclass(frozen=True)
+class _Similarity:
+    """A loaded item-kNN model: only its item-item similarity is needed to serve."""
+
+    similarity: sp.csr_matrix

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -11,17 +13,42 @@ from jobs.infra.schemas import (
     SCORE,
     SOURCE,
 )
-from jobs.recommenders.base import Fallback, empty_lists, fill_lists
+from jobs.recommenders.base import Fallback, empty_lists, fill_lists, fill_similar, write_meta
 from jobs.recommenders.interactions import build_interactions, rank_by_popularity
 
 
 class PopularityRecommender:
     """The baseline: the same most-popular list for everyone, minus what each visitor excludes."""
 
-    name = "popular"
+    name = family = "popular"
+    candidates = None
 
     def __init__(self, popular_items: np.ndarray):
         self.popular_items = np.asarray(popular_items, dtype=np.int64)
+
+    def save(self, directory: Path) -> None:
+        write_meta(directory, self.family, items=len(self.popular_items))
+        np.save(directory / "popular_items.npy", self.popular_items)
+
+    @classmethod
+    def load(cls, directory: Path) -> PopularityRecommender:
+        return cls(np.load(Path(directory) / "popular_items.npy"))
+
+    def for_visitors(self, visitor_ids: np.ndarray):
+        """The same lists for `visitor_ids`: nothing per visitor is held to drop."""
+        return self
+
+    def similar_items(
+        self,
+        item_ids: np.ndarray,
+        m: int,
+        fallback: Fallback,
+        item_categories: pd.DataFrame,
+        unavailable: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """No item-item signal: the item's own category's most popular items, then overall."""
+        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+        return fill_similar(empty_lists(), item_ids, m, fallback, item_categories, unavailable)
 
     def recommend(
         self,
@@ -44,13 +71,40 @@ class RecentPopularityRecommender:
     Every visitor is served (popularity needs no history); `score` is the item's decayed total.
     """
 
-    name = "recent_popular"
+    name = family = "recent_popular"
+    candidates = None
 
     def __init__(self, popular_items: np.ndarray, scores: np.ndarray):
         self.popular_items = np.asarray(popular_items, dtype=np.int64)
         self.scores = np.asarray(scores, dtype=np.float64)
         if self.popular_items.shape != self.scores.shape:
             raise ValueError("popular_items and scores must have the same length")
+
+    def save(self, directory: Path) -> None:
+        write_meta(directory, self.family, items=len(self.popular_items))
+        np.save(directory / "popular_items.npy", self.popular_items)
+        np.save(directory / "scores.npy", self.scores)
+
+    @classmethod
+    def load(cls, directory: Path) -> RecentPopularityRecommender:
+        directory = Path(directory)
+        return cls(np.load(directory / "popular_items.npy"), np.load(directory / "scores.npy"))
+
+    def for_visitors(self, visitor_ids: np.ndarray):
+        """The same lists for `visitor_ids`: nothing per visitor is held to drop."""
+        return self
+
+    def similar_items(
+        self,
+        item_ids: np.ndarray,
+        m: int,
+        fallback: Fallback,
+        item_categories: pd.DataFrame,
+        unavailable: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """No item-item signal: the item's own category's most popular items, then overall."""
+        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+        return fill_similar(empty_lists(), item_ids, m, fallback, item_categories, unavailable)
 
     @classmethod
     def fit(cls, interactions: pd.DataFrame) -> RecentPopularityRecommender:

@@ -1,24 +1,84 @@
-"""The MLflow pyfunc wrapper of a saved recommender."""
+"""The MLflow pyfunc wrapper of a saved recommender, whichever family it is."""
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 
-from jobs.infra.schemas import (
-    VISITOR_ID,
-)
+from jobs.infra.schemas import VISITOR_ID
 from jobs.recommenders.als import AlsRecommender
+from jobs.recommenders.base import read_family
+from jobs.recommenders.neighbours import ItemKnnRecommender
+from jobs.recommenders.popularity import PopularityRecommender, RecentPopularityRecommender
+
+# The families the registry can hold as champion: each saves itself to a folder and loads back.
+FAMILIES = {
+    cls.family: cls
+    for cls in (
+        AlsRecommender,
+        PopularityRecommender,
+        RecentPopularityRecommender,
+        ItemKnnRecommender,
+    )
+}
+
+
+def load_recommender(uri: str):
+    """The recommender inside a logged pyfunc model (e.g. ``models:/NAME/3``), any family."""
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().recommender
+
+
+def load_saved(directory: Path):
+    """The recommender saved in `directory`, by the family its meta.json names."""
+    family = read_family(directory)
+    if family not in FAMILIES:
+        raise ValueError(f"{directory}: unknown model family {family!r}; known {list(FAMILIES)}")
+    return FAMILIES[family].load(Path(directory))
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: input a frame with `visitor_id`; output top-`n` lists (params {"n": 10})."""
 
     def load_context(self, context):
-        self.recommender = AlsRecommender.load(Path(context.artifacts["recommender"]))
+        self.recommender = load_saved(Path(context.artifacts["recommender"]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         n = int((params or {}).get("n", 10))
         return self.recommender.recommend(model_input[VISITOR_ID].to_numpy(), n)
+
+
+def log_model(recommender, model_dir: Path, model_name: str):
+    """Save `recommender` to `model_dir`, log it to the active MLflow run as a pyfunc model with
+    a signature, and register it as a new version of `model_name`."""
+    from mlflow.models import infer_signature
+
+    recommender.save(model_dir)
+    visitors = getattr(recommender, "visitor_ids", None)
+    if visitors is None:  # popularity needs no known visitor
+        visitors = getattr(getattr(recommender, "data", None), "visitor_ids", [0])
+    example = pd.DataFrame({VISITOR_ID: pd.Series(visitors[:2], dtype="int64")})
+    signature = infer_signature(
+        example, recommender.recommend(example[VISITOR_ID].to_numpy(), 3), params={"n": 10}
+    )
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=RecommenderPyfunc(),
+        artifacts={"recommender": str(model_dir)},
+        signature=signature,
+        registered_model_name=model_name,
+    )
+
+
+def _answer_to_the_old_module_path() -> None:
+    # Versions registered before the package was arranged by role pickled this class as
+    # jobs.core.model.RecommenderPyfunc; the name resolves here, so those champions still load.
+    old = sys.modules.setdefault("jobs.core.model", types.ModuleType("jobs.core.model"))
+    old.RecommenderPyfunc = RecommenderPyfunc
+    sys.modules.setdefault("jobs.core", types.ModuleType("jobs.core")).model = old
+
+
+_answer_to_the_old_module_path()

@@ -131,6 +131,36 @@ def validation_sample(
     return truth[[VISITOR_ID, ITEM_ID]].drop_duplicates().reset_index(drop=True)
 
 
+# Fewer warm validation visitors than this make a search's winner mostly noise.
+MIN_VALIDATION_VISITORS = 500
+
+
+def tuning_note(
+    train_events: pd.DataFrame, validation_cutoff: pd.Timestamp, tune: TuneConfig
+) -> str | None:
+    """Why a search tonight would be skipped or weak, in words; None when it has enough to go on.
+
+    The search needs warm visitors (history before `validation_cutoff`) in the validation window.
+    """
+    ts = pd.to_datetime(train_events[EVENT_TS], utc=True)
+    before = (ts < validation_cutoff).to_numpy()
+    truth = validation_sample(
+        train_events[before], train_events[~before], tune.max_validation_visitors
+    )
+    visitors = truth[VISITOR_ID].nunique()
+    if visitors == 0:
+        return (
+            f"tuning skipped: no visitor of the validation window (from {validation_cutoff}) "
+            "has training history before it; train.* is fitted as configured"
+        )
+    if visitors < min(MIN_VALIDATION_VISITORS, tune.max_validation_visitors):
+        return (
+            f"tuned on only {visitors} validation visitors (fewer than "
+            f"{MIN_VALIDATION_VISITORS}): the chosen parameters are noisy"
+        )
+    return None
+
+
 def make_als(params: TrainConfig):
     """An unfitted implicit ALS for `params` (CPU, or CUDA when `train.use_gpu`)."""
     if params.use_gpu:

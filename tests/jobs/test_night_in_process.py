@@ -4,7 +4,8 @@ The same facts the Airflow end-to-end test checks (tests/dags/test_nightly_recs_
 Airflow or a JVM per stage: the shared Spark session, a SQLite MLflow store and registry, and the
 session's real S3 endpoint over HTTP. Night 1 validates, tunes, trains and publishes; a rerun of
 the date with a deliberately bad model is gated, the champion stays, its lists are republished
-and the monitor raises the night-over-night alert.
+and the monitor raises the night-over-night alert. Then night one of a new shop (a fresh
+registry and bucket) whose challenger loses to item-kNN: the baseline is published.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     assert {"logical_date", "git_commit", "config_hash"} <= run.data.tags.keys()
     metrics = run.data.metrics
     assert metrics["ndcg_at_10"] > metrics["popularity.ndcg_at_10"]
-    for name in ("recent_popularity", "item_knn", "user_knn", "oracle"):
+    for name in ("recent_popularity", "user_knn", "oracle"):
         assert f"{name}.ndcg_at_10" in metrics, name
     assert metrics["oracle.ndcg_at_10"] >= metrics["ndcg_at_10"]
     assert "challenger_every_item.ndcg_at_10" in metrics
@@ -192,3 +193,30 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     assert shadow["users"] == min(cfg.export.shadow_visitors, manifest["users"])
     assert shadow["rows"] == shadow["users"] * cfg.export.top_n
     assert not [k for k in shadow_keys if k.endswith("latest.json")]
+
+    # Night one elsewhere: a fresh registry and bucket, item-kNN among the baselines, the bad
+    # model. The gate publishes the best baseline rather than nothing.
+    extra = (
+        f"{bad}evaluate:\n  baselines: [popularity, recent_popularity, item_knn, user_knn]\n"
+        f"mlflow:\n  tracking_uri: sqlite:///{tmp_path / 'fresh.db'}\n"
+        f"  artifact_root: {tmp_path / 'fresh-artifacts'}\n"
+    )
+    fresh_cfg = load_config(write_overlay(s3_endpoint, "fresh", extra), environ={})
+    client.create_bucket(Bucket="fresh")
+    fresh = _night(fresh_cfg, spark, "night-one", spark_stages=False)
+    assert fresh["gate"]["decision"] == "baseline_promoted"
+    best = fresh["evaluate"]["best_baseline"]
+    assert best["name"] == "item_knn" and best["ndcg_at_10"] > fresh["evaluate"]["challenger"][
+        "ndcg_at_10"
+    ] * (1 + fresh_cfg.gate.min_lift_over_baseline)
+    published = json.loads(
+        client.get_object(Bucket="fresh", Key="nightly/recommendations/latest.json")["Body"].read()
+    )
+    one = json.loads(
+        client.get_object(Bucket="fresh", Key=published["manifest"].removeprefix("s3://fresh/"))[
+            "Body"
+        ].read()
+    )
+    assert one["model_family"] == "item_knn" and one["model_version"] == "2"
+    assert one["rows"] == one["users"] * cfg.export.top_n
+    assert "item_knn_cosine" in one["rows_by_source"]

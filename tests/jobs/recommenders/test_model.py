@@ -395,3 +395,12 @@ def test_sort_lists_orders_by_key_then_rank_whatever_the_ids():
     ordered = sort_lists(lists, "visitor_id")
     assert ordered.values.tolist() == [[-big, 1, 8], [-big, 2, 9], [big, 1, 7]]
     pd.testing.assert_frame_equal(sort_lists(ordered, "visitor_id"), ordered)
+
+
+def test_versions_registered_before_the_move_still_unpickle_to_the_wrapper():
+    import pickle
+
+    from jobs.recommenders.pyfunc import RecommenderPyfunc
+
+    # What an older registered model's python_model.pkl names: jobs.core.model.RecommenderPyfunc.
+    assert pickle.loads(b"cjobs.core.model\nRecommenderPyfunc\n.") is RecommenderPyfunc

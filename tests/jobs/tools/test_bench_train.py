@@ -51,6 +51,7 @@ def test_the_params_the_train_stage_chose_are_used_by_default(split_lake, tmp_pa
         "engine": "implicit",
         "mllib_blocks": 10,
         "candidate_items": None,
+        "rank_every_item_below": None,
         "event_weights": {"view": 1.0, "cart": 4.0, "purchase": 8.0},
         "half_life_days": 7.0,  # decay needs the split's cutoff
         "saturation": None,
