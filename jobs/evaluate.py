@@ -223,6 +223,7 @@ def read_visitor_attributes(path) -> pd.DataFrame | None:
 
 def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> dict[str, object]:
     """The configured baselines, fitted on the training split; popularity always (the gate's)."""
+    from jobs.recommenders.ease import EaseRecommender
     from jobs.recommenders.neighbours import ItemKnnRecommender, UserKnnRecommender
     from jobs.recommenders.popularity import RecentPopularityRecommender
 
@@ -241,6 +242,9 @@ def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> d
         ),
         "user_knn": lambda: UserKnnRecommender.fit(
             interactions, neighbours=cfg.evaluate.neighbours
+        ),
+        "ease": lambda: EaseRecommender.fit(
+            interactions, l2=cfg.evaluate.ease_l2, max_items=cfg.evaluate.ease_max_items
         ),
     }
     names = dict.fromkeys(("popularity", *cfg.evaluate.baselines))
@@ -262,7 +266,7 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
 
 # Baselines the registry can hold as champion (recommenders/pyfunc.py FAMILIES); user-kNN
 # keeps every visitor's neighbours and is scored as a diagnostic only.
-SERVABLE_BASELINES = ("popularity", "recent_popularity", "item_knn")
+SERVABLE_BASELINES = ("popularity", "recent_popularity", "item_knn", "ease")
 
 
 def best_baseline(results: dict[str, dict]) -> str:

@@ -1,7 +1,7 @@
 """Gate: which model's lists the shop gets, from the first night on.
 
 The challenger (ALS) is promoted to `champion` when its NDCG@10 beats the night's best baseline
-(the best of popularity, recent popularity and item-kNN, evaluated on the same split) by
+(the best of popularity, recent popularity, item-kNN and EASE on the same split) by
 `gate.min_lift_over_baseline` (relative) AND trails the current champion, re-evaluated on the
 same test window, by no more than `gate.max_regression_vs_champion`. When the challenger fails,
 the best baseline is registered and promoted instead if there is no champion yet (night one:

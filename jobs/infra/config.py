@@ -411,17 +411,17 @@ class EvaluateConfig(_Section):
 
     k: tuple[int, ...] = (10, 20)
     # Baselines scored beside the challenger on the same visitors, with the same rules.
-    baselines: tuple[Literal["popularity", "recent_popularity", "item_knn", "user_knn"], ...] = (
-        "popularity",
-        "recent_popularity",
-        "item_knn",
-        "user_knn",
-    )
+    baselines: tuple[
+        Literal["popularity", "recent_popularity", "item_knn", "user_knn", "ease"], ...
+    ] = ("popularity", "recent_popularity", "item_knn", "user_knn", "ease")
     # recent_popularity: event weights halve every this many days before the cutoff.
     recent_half_life_days: float = Field(7.0, gt=0)
     # Neighbours kept per item (item_knn) and per visitor (user_knn); item_knn's similarity.
     neighbours: int = Field(100, gt=0)
     item_knn_similarity: Literal["cosine", "bm25"] = "cosine"
+    # EASE: its L2 penalty and the most popular items it models (B is items x items, dense).
+    ease_l2: float = Field(500.0, gt=0)
+    ease_max_items: int = Field(5000, gt=0)
     # Activity segments by training interactions: new < first, power > second, casual between.
     segment_thresholds: tuple[int, int] = (5, 20)
     # The generator's ground_truth/ folder (a relative path is under paths.raw): scores the

@@ -12,6 +12,7 @@ import pandas as pd
 from jobs.infra.schemas import VISITOR_ID
 from jobs.recommenders.als import AlsRecommender
 from jobs.recommenders.base import read_family
+from jobs.recommenders.ease import EaseRecommender
 from jobs.recommenders.neighbours import ItemKnnRecommender
 from jobs.recommenders.popularity import PopularityRecommender, RecentPopularityRecommender
 
@@ -23,6 +24,7 @@ FAMILIES = {
         PopularityRecommender,
         RecentPopularityRecommender,
         ItemKnnRecommender,
+        EaseRecommender,
     )
 }
 

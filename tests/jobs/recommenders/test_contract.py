@@ -20,6 +20,7 @@ import pytest
 from jobs.infra.config import TrainConfig
 from jobs.recommenders.als import AlsRecommender
 from jobs.recommenders.base import Fallback
+from jobs.recommenders.ease import EaseRecommender
 from jobs.recommenders.interactions import rank_by_popularity, to_matrix
 from jobs.recommenders.neighbours import ItemKnnRecommender, UserKnnRecommender
 from jobs.recommenders.popularity import PopularityRecommender, RecentPopularityRecommender
@@ -148,6 +149,12 @@ def _build(name: str, request) -> tuple[object, np.ndarray]:
         similarity = _cosine(W)
         np.fill_diagonal(similarity, 0.0)  # never one's own neighbour
         return model, _listed(similarity @ W)
+    if name == "ease":
+        model = EaseRecommender.fit(_interactions(), l2=2.0, max_items=len(ITEMS))
+        inverse = np.linalg.inv(W.T @ W + 2.0 * np.eye(len(ITEMS)))
+        weights = -inverse / np.diag(inverse)
+        np.fill_diagonal(weights, 0.0)
+        return model, W @ weights  # every item is listable, negative scores included
     assert name == "oracle"
     return _build_oracle()
 
@@ -163,7 +170,7 @@ class Case:
 
 SLOW = [pytest.mark.slow, pytest.mark.spark]  # one JVM: make test-all only
 CASES = ["als", "als_pool", pytest.param("mllib_als", marks=SLOW), "popular", "recent_popular"]
-CASES += ["item_knn", "user_knn", "oracle"]
+CASES += ["item_knn", "user_knn", "ease", "oracle"]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -245,3 +252,22 @@ def test_given_fallback_only_tops_up_and_serves_unseen_visitors(case):
     assert (recs["visitor_id"] == UNSEEN).sum() == N
     if case.personal:  # a visitor it never saw gets the fallback's list only
         assert not own["visitor_id"].eq(UNSEEN).any()
+
+
+@pytest.mark.parametrize("name", ["als", "popular", "recent_popular", "item_knn", "ease"])
+def test_a_servable_model_saves_loads_and_lists_similar_items(name, request, tmp_path):
+    from jobs.recommenders.pyfunc import FAMILIES, load_saved
+
+    model, _ = _build(name, request)
+    model.save(tmp_path / "model")
+    loaded = load_saved(tmp_path / "model")
+
+    assert type(loaded) is FAMILIES[model.family] is type(model)
+    again = loaded.recommend(VISITORS, N, exclude=EXCLUDE, unavailable=UNAVAILABLE)
+    first = model.recommend(VISITORS, N, exclude=EXCLUDE, unavailable=UNAVAILABLE)
+    pd.testing.assert_frame_equal(again, first, rtol=TOL)
+    catalog = pd.DataFrame({"item_id": ITEMS, "category_id": [1, 1, 1, 2, 2, 3, 3]})
+    similar = loaded.similar_items(ITEMS, 2, Fallback(ITEMS.copy()), catalog, UNAVAILABLE)
+    assert (similar.groupby("item_id").size() == 2).all() and len(similar) == 2 * len(ITEMS)
+    assert not (similar["item_id"] == similar["similar_item_id"]).any()
+    assert not similar["similar_item_id"].isin(UNAVAILABLE).any()
