@@ -96,6 +96,27 @@ def truth_sets(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, pd.DataFram
     }
 
 
+# Above this share of test purchases being rebuys, hiding bought items hides what sells.
+REBUY_WARNING = 0.2
+
+
+def repeat_shares(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float | None]:
+    """How much of the test window visitors had already touched, each a share in [0, 1]:
+    `pairs` of test (visitor, item) pairs seen in training (any event), `purchases` of test
+    purchases of an item the visitor had bought in training (None without test purchases)."""
+    key = [VISITOR_ID, ITEM_ID]
+    pairs = test[key].drop_duplicates()
+    seen = pairs.merge(train[key].drop_duplicates(), on=key)
+    bought = test.loc[test[EVENT_TYPE] == "purchase", key].drop_duplicates()
+    before = train.loc[train[EVENT_TYPE] == "purchase", key].drop_duplicates()
+    return {
+        "pairs": round(len(seen) / len(pairs), 4) if len(pairs) else None,
+        "purchases": round(len(bought.merge(before, on=key)) / len(bought), 4)
+        if len(bought)
+        else None,
+    }
+
+
 def score_model(
     recs: pd.DataFrame,
     truths: dict[str, pd.DataFrame],
@@ -331,6 +352,15 @@ def run(cfg: Config, run_date: date) -> dict:
     exclude = train.loc[train[EVENT_TYPE].isin(exclude_types), [VISITOR_ID, ITEM_ID]]
 
     truths = truth_sets(train, test)
+    repeats = repeat_shares(train, test)
+    if "purchase" in exclude_types and (repeats["purchases"] or 0) > REBUY_WARNING:
+        log.warning(
+            "evaluate %s: %.0f%% of test purchases are rebuys of an item bought before, and "
+            "export.exclude_seen_event_types never recommends a bought item again: consider "
+            "dropping purchase from it",
+            run_date,
+            100 * repeats["purchases"],
+        )
     visitors = truths["all"][VISITOR_ID].unique()
     counts = train.groupby(VISITOR_ID).size()
     segments = segment_visitors(counts, visitors, thresholds=cfg.evaluate.segment_thresholds)
@@ -423,6 +453,7 @@ def run(cfg: Config, run_date: date) -> dict:
         "audit": audit,
         "recommend_seconds": seconds,
         "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},
+        "repeat_shares": repeats,
         "challenger_version": trained["model_version"],
         "champion_version": None if champion is None else champion.version,
     }

@@ -127,3 +127,19 @@ def test_audit_lists_segments_by_tenure_and_attribute_and_warns_past_thresholds(
     assert audit["exposure_gini"]["challenger"] == pytest.approx(2 / 3, abs=1e-6)
     assert audit["exposure_by_category"]["challenger"] == {"5": 1.0}
     assert [w.split(" ")[0] for w in audit["warnings"]] == ["exposure", "tenure", "region"]
+
+
+def test_repeat_shares_count_what_visitors_had_already_touched_or_bought():
+    import pandas as pd
+
+    from jobs.evaluate import repeat_shares
+
+    columns = ["visitor_id", "item_id", "event_type"]
+    train = pd.DataFrame([(1, 10, "purchase"), (1, 11, "view"), (2, 12, "view")], columns=columns)
+    test = pd.DataFrame(
+        [(1, 10, "purchase"), (1, 11, "purchase"), (2, 13, "view"), (3, 12, "view")],
+        columns=columns,
+    )
+    # Pairs: (1,10) and (1,11) seen of 4; purchases: (1,10) rebought of 2.
+    assert repeat_shares(train, test) == {"pairs": 0.5, "purchases": 0.5}
+    assert repeat_shares(train, test[test["event_type"] == "view"])["purchases"] is None
