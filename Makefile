@@ -91,6 +91,12 @@ bench: install  ## the nightly run end to end on a generated shop (SCALE=1, REPE
 	$(VENV)/bin/python -m jobs.tools.bench --scale $(BENCH_SCALE) --config $(CONFIG) --repeat $(REPEAT) \
 	  --out docs/benchmarks/stages-scale$(BENCH_SCALE).json
 
+.PHONY: bench-real
+bench-real: install  ## one night on a real export as delivered: DATA=<folder> CONFIG=<overlay> DATE=<its last day>; the model table
+	@[ -n "$(DATA)" ] || { echo "usage: make bench-real DATA=<export folder> CONFIG=<overlay> DATE=<YYYY-MM-DD>" >&2; exit 2; }
+	$(VENV)/bin/python -m jobs.tools.bench_real --data $(DATA) --config $(CONFIG) --date $(DATE) \
+	  --out docs/benchmarks/real-$(notdir $(abspath $(DATA))).json
+
 .PHONY: bench-mllib
 bench-mllib: install  ## after make bench: implicit vs Spark MLlib ALS on the same split (slow: ~1 h at scale 1)
 	$(VENV)/bin/python -m jobs.tools.bench_mllib --config $(CONFIG) --run-date 2015-09-18 \

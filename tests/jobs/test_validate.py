@@ -30,6 +30,7 @@ from jobs.validate import (
     events_on_day,
     expectation_parameters,
     flag_items_missing_from_catalog,
+    history_load_start,
     load_suite,
     run,
     run_suites,
@@ -723,3 +724,13 @@ def test_missing_partition_names_the_path_and_removes_an_earlier_verdict(cfg):
 
     # train must not find the earlier run's success for data that was never validated.
     assert not lake.stage_report(RUN_DATE, "validate").exists()
+
+
+@pytest.mark.spark
+def test_a_history_load_is_told_from_a_nightly_arrival_by_its_first_event(spark):
+    ddl = Shop().events_ddl
+    nightly = spark.createDataFrame(_day() + _history()[-1:], ddl)  # a late event of the 17th
+    loaded = spark.createDataFrame(_history() + _day(), ddl)  # the 15th on, landed at once
+
+    assert history_load_start(nightly, RUN_DATE) is None
+    assert history_load_start(loaded, RUN_DATE) == date(2015, 9, 15)
