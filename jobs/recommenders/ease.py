@@ -137,19 +137,13 @@ class EaseRecommender:
     def save(self, directory: Path) -> None:
         write_meta(directory, self.family, l2=self.l2, items=len(self.data.item_ids))
         np.save(directory / "weights.npy", self.weights)
-        sp.save_npz(directory / "history.npz", self.data.matrix)
-        np.save(directory / "visitor_ids.npy", self.data.visitor_ids)
-        np.save(directory / "item_ids.npy", self.data.item_ids)
+        self.data.save(directory)
         np.save(directory / "popular_items.npy", self.popular_items)
 
     @classmethod
     def load(cls, directory: Path) -> EaseRecommender:
         directory = Path(directory)
-        data = InteractionMatrix(
-            sp.load_npz(directory / "history.npz").tocsr(),
-            np.load(directory / "visitor_ids.npy"),
-            np.load(directory / "item_ids.npy"),
-        )
+        data = InteractionMatrix.load(directory)
         l2 = json.loads((directory / META_FILE).read_text())["l2"]
         return cls(
             np.load(directory / "weights.npy"), data, np.load(directory / "popular_items.npy"), l2

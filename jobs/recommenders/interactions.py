@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,19 @@ class InteractionMatrix:
     matrix: sp.csr_matrix
     visitor_ids: np.ndarray
     item_ids: np.ndarray
+
+    def save(self, directory: Path) -> None:
+        sp.save_npz(directory / "history.npz", self.matrix)
+        np.save(directory / "visitor_ids.npy", self.visitor_ids)
+        np.save(directory / "item_ids.npy", self.item_ids)
+
+    @classmethod
+    def load(cls, directory: Path) -> InteractionMatrix:
+        return cls(
+            sp.load_npz(directory / "history.npz").tocsr(),
+            np.load(directory / "visitor_ids.npy"),
+            np.load(directory / "item_ids.npy"),
+        )
 
 
 def to_matrix(interactions: pd.DataFrame) -> InteractionMatrix:

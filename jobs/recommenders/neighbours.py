@@ -87,19 +87,13 @@ class ItemKnnRecommender:
         """The item-item similarity, the visitors' history it scores from, and popularity."""
         write_meta(directory, self.family, name=self.name, items=len(self.data.item_ids))
         sp.save_npz(directory / "similarity.npz", sp.csr_matrix(self.model.similarity))
-        sp.save_npz(directory / "history.npz", self.data.matrix)
-        np.save(directory / "visitor_ids.npy", self.data.visitor_ids)
-        np.save(directory / "item_ids.npy", self.data.item_ids)
+        self.data.save(directory)
         np.save(directory / "popular_items.npy", self.popular_items)
 
     @classmethod
     def load(cls, directory: Path) -> ItemKnnRecommender:
         directory = Path(directory)
-        data = InteractionMatrix(
-            sp.load_npz(directory / "history.npz").tocsr(),
-            np.load(directory / "visitor_ids.npy"),
-            np.load(directory / "item_ids.npy"),
-        )
+        data = InteractionMatrix.load(directory)
         model = _Similarity(sp.load_npz(directory / "similarity.npz").tocsr())
         loaded = cls(model, data, np.load(directory / "popular_items.npy"))
         loaded.name = json.loads((directory / META_FILE).read_text())["name"]

@@ -17,22 +17,10 @@ from jobs.recommenders.base import Fallback, empty_lists, fill_lists, fill_simil
 from jobs.recommenders.interactions import build_interactions, rank_by_popularity
 
 
-class PopularityRecommender:
-    """The baseline: the same most-popular list for everyone, minus what each visitor excludes."""
+class _SameForEveryone:
+    """What serving needs of a model holding one list for everyone and no item-item signal."""
 
-    name = family = "popular"
     candidates = None
-
-    def __init__(self, popular_items: np.ndarray):
-        self.popular_items = np.asarray(popular_items, dtype=np.int64)
-
-    def save(self, directory: Path) -> None:
-        write_meta(directory, self.family, items=len(self.popular_items))
-        np.save(directory / "popular_items.npy", self.popular_items)
-
-    @classmethod
-    def load(cls, directory: Path) -> PopularityRecommender:
-        return cls(np.load(Path(directory) / "popular_items.npy"))
 
     def for_visitors(self, visitor_ids: np.ndarray):
         """The same lists for `visitor_ids`: nothing per visitor is held to drop."""
@@ -49,6 +37,23 @@ class PopularityRecommender:
         """No item-item signal: the item's own category's most popular items, then overall."""
         item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
         return fill_similar(empty_lists(), item_ids, m, fallback, item_categories, unavailable)
+
+
+class PopularityRecommender(_SameForEveryone):
+    """The baseline: the same most-popular list for everyone, minus what each visitor excludes."""
+
+    name = family = "popular"
+
+    def __init__(self, popular_items: np.ndarray):
+        self.popular_items = np.asarray(popular_items, dtype=np.int64)
+
+    def save(self, directory: Path) -> None:
+        write_meta(directory, self.family, items=len(self.popular_items))
+        np.save(directory / "popular_items.npy", self.popular_items)
+
+    @classmethod
+    def load(cls, directory: Path) -> PopularityRecommender:
+        return cls(np.load(Path(directory) / "popular_items.npy"))
 
     def recommend(
         self,
@@ -65,14 +70,13 @@ class PopularityRecommender:
         return fill_lists(lists, visitors, n, fallback or own, exclude, unavailable)
 
 
-class RecentPopularityRecommender:
+class RecentPopularityRecommender(_SameForEveryone):
     """The same list for everyone, ranked by time-decayed weight: last week's hits first.
 
     Every visitor is served (popularity needs no history); `score` is the item's decayed total.
     """
 
     name = family = "recent_popular"
-    candidates = None
 
     def __init__(self, popular_items: np.ndarray, scores: np.ndarray):
         self.popular_items = np.asarray(popular_items, dtype=np.int64)
@@ -89,22 +93,6 @@ class RecentPopularityRecommender:
     def load(cls, directory: Path) -> RecentPopularityRecommender:
         directory = Path(directory)
         return cls(np.load(directory / "popular_items.npy"), np.load(directory / "scores.npy"))
-
-    def for_visitors(self, visitor_ids: np.ndarray):
-        """The same lists for `visitor_ids`: nothing per visitor is held to drop."""
-        return self
-
-    def similar_items(
-        self,
-        item_ids: np.ndarray,
-        m: int,
-        fallback: Fallback,
-        item_categories: pd.DataFrame,
-        unavailable: np.ndarray | None = None,
-    ) -> pd.DataFrame:
-        """No item-item signal: the item's own category's most popular items, then overall."""
-        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
-        return fill_similar(empty_lists(), item_ids, m, fallback, item_categories, unavailable)
 
     @classmethod
     def fit(cls, interactions: pd.DataFrame) -> RecentPopularityRecommender:
