@@ -38,9 +38,10 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
 ):
     import mlflow
 
+    from jobs import ingest
     from jobs.infra.config import load_config
     from jobs.infra.storage import s3_client
-    from jobs.shop import generate, ingest
+    from jobs.shop import generate
     from jobs.shop.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", SCALE, "--seed", "42"]) == 0
