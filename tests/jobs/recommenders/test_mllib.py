@@ -87,7 +87,7 @@ def test_train_fits_on_the_configured_engine(spark, cfg, tmp_path):
     cfg = cfg.model_copy(update={"train": PARAMS})
     cutoff = pd.Timestamp("2015-09-01", tz="UTC")
     tuned = _tuned_params(cfg, Lake(tmp_path), date(2015, 9, 18), pd.DataFrame(), cutoff)
-    assert tuned == (PARAMS, [], None)  # no tuning on the Spark engine
+    assert tuned == (PARAMS, [], None, None)  # no tuning (nor a note) on the Spark engine
     model = _fit(to_matrix(_two_tastes()), tuned[0], cfg)
     assert model.item_factors.shape == (10, 2)
 
