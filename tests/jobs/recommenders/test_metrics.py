@@ -254,3 +254,13 @@ def test_flatten_metrics_rejects_clashing_keys_and_non_numbers():
         flatten_metrics({"segment.power": 1, "segment": {"power": 2}})
     with pytest.raises(MetricInputError, match="not a number"):
         flatten_metrics({"champion": None})
+
+
+def test_coverage_above_one_is_an_error_naming_the_counts():
+    small = ItemContext(CONTEXT.categories, CONTEXT.popularity, n_visitors=8, catalog_size=4)
+    # Top 3 lists hold 6 distinct items: a share of 6 / 4 would be no share at all.
+    with pytest.raises(MetricInputError, match="6 distinct items, more than catalog_size 4"):
+        beyond_accuracy_metrics(_lists(BEYOND_RECS), ks=(3,), context=small)
+    assert (
+        beyond_accuracy_metrics(_lists(BEYOND_RECS), ks=(2,), context=CONTEXT)["coverage_at_2"] <= 1
+    )

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from jobs.infra.config import TrainConfig, TuneConfig, TuneSpace
-from jobs.recommenders.tuning import sample_trials, search, validation_sample
+from jobs.recommenders.tuning import sample_trials, search, tuning_note, validation_sample
 
 BASE = TrainConfig(
     factors=2,
@@ -93,3 +93,16 @@ def test_no_search_without_trials_or_validation_data(trials):
     assert search(events, CUTOFF, BASE, _tune(trials=trials), ()) == (BASE, [])
     before = events[events.event_ts < CUTOFF]
     assert search(before, CUTOFF, BASE, _tune(), ()) == (BASE, [])
+
+
+def test_a_skipped_or_thin_search_is_said_in_words():
+    events = _two_tastes()
+    before = events[events.event_ts < CUTOFF]
+    # No validation window: the search is skipped, and the note says why.
+    assert tuning_note(before, CUTOFF, _tune()).startswith("tuning skipped: no visitor")
+    # 20 warm validation visitors: tuned, but on far fewer than 500.
+    assert tuning_note(events, CUTOFF, _tune()) == (
+        "tuned on only 20 validation visitors (fewer than 500): the chosen parameters are noisy"
+    )
+    # Enough visitors for the configured cap: nothing to say.
+    assert tuning_note(events, CUTOFF, _tune(max_validation_visitors=20)) is None
