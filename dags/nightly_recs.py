@@ -14,13 +14,13 @@ Every night, for the logical date `ds`:
 | split | chronological train / test, the catalog as of the cutoff | spark-submit |
 | train | tuned implicit ALS (trials as nested runs), registered as `challenger` | python |
 | evaluate | challenger vs baselines, champion, oracle; re-ranking trade-offs; bias audit | python |
-| gate | promotes the challenger to `champion`, or is **skipped** when it is worse | python |
+| gate | champion: the challenger, or the best baseline if better (night one: always) | python |
 | export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | python |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 | monitor | tonight vs the trailing nights; **fails** (the alert) when a fact drifts | python |
 
-A skipped `gate` means the run was gated: the export republishes the existing champion and
-publishes the challenger's lists for a sample of visitors under `shadow/` (never latest.json).
+A skipped `gate` means the champion stays: the export republishes it. Whenever the challenger
+is not promoted, its lists for a sample of visitors go under `shadow/` (never latest.json).
 A failed `monitor` (no retries) is a night-over-night alert: the lists are published, and the
 task log and the monitor report (MLflow: monitor/) say which fact moved.
 A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`

@@ -59,8 +59,13 @@ from jobs.infra.schemas import (
     SOURCE,
     VISITOR_ID,
 )
-from jobs.recommenders.als import AlsRecommender
-from jobs.recommenders.base import SIMILAR_ITEM_ID, Fallback, build_fallback, sort_lists
+from jobs.recommenders.base import (
+    SIMILAR_ITEM_ID,
+    Fallback,
+    Recommender,
+    build_fallback,
+    sort_lists,
+)
 from jobs.recommenders.rerank import Reranker, sample_visitors
 
 log = logging.getLogger("export")
@@ -267,7 +272,7 @@ def _default_run_id() -> str:
 
 @dataclass(frozen=True)
 class ExportInputs:
-    recommender: AlsRecommender
+    recommender: Recommender  # the champion, any family (recommenders/pyfunc.py FAMILIES)
     model_version: str
     visitors: np.ndarray  # everyone with history up to the logical date, sorted
     exclude: pd.DataFrame  # visitor_id, item_id never to recommend back
