@@ -6,8 +6,8 @@ here first when ingest pseudonymizes), it
 1. adds them to the erasure list ``lake/erasure/visitors/``, which ingest applies to every file
    it reads from then on (their rows are counted as `erased`, never stored);
 2. rewrites each lake partition that holds their rows without them: bronze and silver events,
-   removed visitors, train/test splits, the exported lists, and quarantined raw lines that carry
-   the id as a field;
+   removed visitors, train/test splits, the exported lists (text ids too), the id dictionary's
+   text of them, and quarantined raw lines that carry the id as a field;
 3. writes what it removed, per partition, to ``lake/erasure/log/<utc time>.json``.
 
 The next nightly run then neither trains on them nor exports a list for them. Not covered, and
@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.feeds.privacy import bronze_visitor_id, visitor_key
+from jobs.feeds.privacy import bronze_visitor_ids, visitor_key
+from jobs.feeds.sources import ID_COLUMN
 from jobs.infra.config import Config, load_config
 from jobs.infra.paths import Lake, write_json_atomic
 from jobs.infra.schemas import RAW_LINE, VISITOR_ID
@@ -51,10 +52,27 @@ VISITOR_TABLES = (
 ERASED_FILE = "part-00000-erased.parquet"
 
 
-def without_visitors(table: pa.Table, column: str, ids: list[int]) -> pa.Table:
-    """The table minus rows whose `column` is one of ids."""
-    hit = pc.is_in(table[column], value_set=pa.array(ids, pa.int64()))
+def without_visitors(
+    table: pa.Table, column: str, ids: list[int], texts: list[str] = ()
+) -> pa.Table:
+    """The table minus rows whose `column` is one of ids; a text column (an export that gives
+    the shop its own ids back) is matched on `texts` and the ids' digits."""
+    values = table[column]
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        value_set = pa.array(sorted({*texts, *map(str, ids)}), values.type)
+    else:
+        value_set = pa.array(ids, pa.int64())
+    hit = pc.is_in(values, value_set=value_set)
     return table.filter(pc.invert(pc.fill_null(hit, False)))
+
+
+def without_dictionary_visitors(table: pa.Table, ids: list[int]) -> pa.Table:
+    """The id dictionary minus the text of these visitors (item rows are never touched)."""
+    hit = pc.and_(
+        pc.equal(table[ID_COLUMN], VISITOR_ID),
+        pc.is_in(table["id"], value_set=pa.array(ids, pa.int64())),
+    )
+    return table.filter(pc.invert(hit))
 
 
 def without_raw_lines(table: pa.Table, raw_ids: list[str]) -> pa.Table:
@@ -70,7 +88,8 @@ def _rewrite(partition: Path, keep) -> int:
     files = sorted(p for p in partition.glob("*.parquet"))
     if not files:
         return 0
-    table = pq.read_table(files)
+    # The folder name dt=... is not a column of the files: no hive partitioning here.
+    table = pq.read_table(files, partitioning=None)
     kept = keep(table)
     removed = table.num_rows - kept.num_rows
     if removed == 0:
@@ -93,7 +112,8 @@ def _rewrite(partition: Path, keep) -> int:
 def erase(cfg: Config, raw_ids: list[str], key: bytes | None) -> dict:
     """Add the visitors to the erasure list and remove their rows from the lake."""
     lake = Lake(cfg.paths.lake)
-    ids = sorted({bronze_visitor_id(i, key) for i in raw_ids})
+    text_ids = any(VISITOR_ID in source.text_ids for source in cfg.ingest.sources)
+    ids = sorted({n for i in raw_ids for n in bronze_visitor_ids(i, key, text_ids)})
     listing = lake.table("erasure", "visitors")
     listing.mkdir(parents=True, exist_ok=True)
     known = pq.read_table(listing / ERASED_FILE) if (listing / ERASED_FILE).exists() else None
@@ -104,9 +124,13 @@ def erase(cfg: Config, raw_ids: list[str], key: bytes | None) -> dict:
     removed: dict[str, int] = {}
     for layer, table, column in VISITOR_TABLES:
         for partition in sorted(lake.table(layer, table).glob("dt=*")):
-            n = _rewrite(partition, lambda t, c=column: without_visitors(t, c, ids))
+            n = _rewrite(partition, lambda t, c=column: without_visitors(t, c, ids, raw_ids))
             if n:
                 removed[str(partition)] = n
+    for partition in sorted(lake.table("bronze", "id_dictionary").glob("dt=*")):
+        n = _rewrite(partition, lambda t: without_dictionary_visitors(t, ids))
+        if n:
+            removed[str(partition)] = n
     for partition in sorted(lake.table("quarantine", "rows").glob("dt=*")):
         n = _rewrite(partition, lambda t: without_raw_lines(t, raw_ids))
         if n:

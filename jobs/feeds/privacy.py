@@ -1,5 +1,6 @@
-"""Pseudonymized visitor ids: the key from the environment and the keyed hash, in Spark (ingest)
-and in Python (erase) alike."""
+"""Visitor and item ids the lake stores for the shop's own: pseudonymized visitor ids (the key
+from the environment, the keyed hash) and text ids (a 62-bit hash), in Spark (ingest) and in
+Python (erase) alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import os
 
+import xxhash
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -45,14 +47,27 @@ def visitor_key(cfg: Config) -> bytes | None:
     return key.encode()
 
 
-def bronze_visitor_id(raw_id: str, key: bytes | None) -> int:
-    """The id as bronze stores it: the shop's integer id, or its keyed hash (see pseudonymize)."""
-    if key is None:
-        try:
-            return int(raw_id)
-        except ValueError:
+ID_MASK = (1 << 62) - 1
+
+
+def text_id_of(text: str) -> int:
+    """sources.text_id in Python, bit for bit (Spark's xxhash64 has seed 42): for erase, which
+    has the shop's text of an id and no Spark."""
+    return xxhash.xxh64_intdigest(text.encode(), seed=42) & ID_MASK
+
+
+def bronze_visitor_ids(raw_id: str, key: bytes | None, text_ids: bool) -> set[int]:
+    """The ids bronze may store for the shop's `raw_id`: its keyed hash when pseudonymization is
+    on; else its integer value and, when a source writes visitor ids as text, its text id."""
+    if key is not None:
+        return {int(hmac.new(key, raw_id.encode(), hashlib.sha256).hexdigest()[:15], 16)}
+    ids = {text_id_of(raw_id)} if text_ids else set()
+    try:
+        ids.add(int(raw_id))
+    except ValueError:
+        if not text_ids:
             raise ValueError(
-                f"visitor id {raw_id!r} is not an integer; without pseudonymization bronze only "
-                "holds integer ids"
+                f"visitor id {raw_id!r} is not an integer, and no source lists visitor_id in "
+                "text_ids; without pseudonymization bronze holds integer ids only"
             ) from None
-    return int(hmac.new(key, raw_id.encode(), hashlib.sha256).hexdigest()[:15], 16)
+    return ids

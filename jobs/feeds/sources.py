@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.feeds.privacy import pseudonymize
+from jobs.feeds.privacy import ID_MASK, pseudonymize
 from jobs.infra.config import SourceConfig
 from jobs.infra.paths import end_of_day
 from jobs.infra.schemas import (
@@ -197,7 +197,6 @@ def text_id(text: Column) -> Column:
     return F.when(text.isNotNull(), F.xxhash64(text).bitwiseAND(F.lit(ID_MASK)))
 
 
-ID_MASK = (1 << 62) - 1
 # Parsed columns holding a text id's original text (null for integer ids).
 ID_TEXT = {VISITOR_ID: "_visitor_text", ITEM_ID: "_item_text"}
 ID_COLUMN, RAW_ID = "id_column", "raw_id"

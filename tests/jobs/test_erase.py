@@ -3,10 +3,11 @@ import hmac
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.erase import erase, without_raw_lines, without_visitors
-from jobs.feeds.privacy import bronze_visitor_id
+from jobs.feeds.privacy import bronze_visitor_ids, text_id_of
 from jobs.infra.paths import Lake
 from jobs.ingest import run as ingest
 
@@ -26,13 +27,60 @@ def test_without_raw_lines_matches_whole_fields_only():
     assert kept["raw_line"].to_pylist() == ["x,17,y"]
 
 
-def test_bronze_visitor_id_is_the_integer_or_its_keyed_hash():
-    assert bronze_visitor_id("42", None) == 42
-    assert bronze_visitor_id("42", b"k") == int(
-        hmac.new(b"k", b"42", hashlib.sha256).hexdigest()[:15], 16
+def test_bronze_visitor_ids_are_the_integer_its_keyed_hash_or_its_text_id():
+    assert bronze_visitor_ids("42", None, text_ids=False) == {42}
+    assert bronze_visitor_ids("42", b"k", text_ids=False) == {
+        int(hmac.new(b"k", b"42", hashlib.sha256).hexdigest()[:15], 16)
+    }
+    assert bronze_visitor_ids("ann@example.com", None, text_ids=True) == {
+        text_id_of("ann@example.com")
+    }
+    with pytest.raises(ValueError, match="not an integer, and no source lists visitor_id"):
+        bronze_visitor_ids("ann@example.com", None, text_ids=False)
+
+
+@pytest.mark.spark
+def test_the_python_text_id_is_the_one_spark_stores(spark):
+    from pyspark.sql import functions as F
+
+    from jobs.feeds.sources import text_id
+
+    texts = ["85123A", "ann@example.com", "Mug, blue", "ünïcode ✓"]
+    rows = spark.createDataFrame([(s,) for s in texts], "t string").select(text_id(F.col("t")))
+    assert [r[0] for r in rows.collect()] == [text_id_of(s) for s in texts]
+
+
+def test_an_erased_text_visitor_leaves_the_export_and_the_id_dictionary(cfg):
+    lake = Lake(cfg.paths.lake)
+    ann, bob = text_id_of("ann"), text_id_of("bob")
+    exports = lake.partition("exports", "recommendations", D)
+    exports.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"user_id": ["ann", "bob"], "item_id": ["A", "A"]}), exports / "p.parquet"
     )
-    with pytest.raises(ValueError, match="not an integer"):
-        bronze_visitor_id("ann@example.com", None)
+    words = lake.partition("bronze", "id_dictionary", D)
+    words.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"id_column": ["visitor_id", "visitor_id", "item_id"], "id": [ann, bob, ann],
+             "raw_id": ["ann", "bob", "an item hashing like ann"]}
+        ),
+        words / "p.parquet",
+    )  # fmt: skip
+    source = cfg.ingest.sources[0].model_copy(
+        update={"layout": "generic", "text_ids": ("visitor_id",)}
+    )
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"sources": (source,)})})
+
+    entry = erase(cfg, ["ann"], None)
+
+    assert pq.read_table(exports, partitioning=None)["user_id"].to_pylist() == ["bob"]
+    assert pq.read_table(words, partitioning=None).to_pydict() == {
+        "id_column": ["visitor_id", "item_id"],
+        "id": [bob, ann],
+        "raw_id": ["bob", "an item hashing like ann"],
+    }
+    assert entry["erased_visitors"] == 1 and sum(entry["rows_removed"].values()) == 2
 
 
 @pytest.mark.spark
