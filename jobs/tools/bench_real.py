@@ -69,10 +69,9 @@ def model_table(evaluation: dict, gate: dict) -> dict:
         scores[name] = metrics["ndcg_at_10"]
     baselines = {k: v for k, v in scores.items() if k in BASELINES}
     best = max(baselines, key=baselines.get) if baselines else None
-    published = gate.get("published_family") or (
-        "challenger (als)" if gate.get("promote") else gate.get("decision")
-    )
-    published_ndcg = gate.get("published_ndcg_at_10", scores.get(published))
+    # The gate names the family it published: ALS is the challenger; a gated night, the champion.
+    published = "challenger (als)" if gate.get("promote") else gate.get("published_family")
+    published_ndcg = scores.get(published) if published else None
     return {
         "ndcg_at_10": scores,
         "best_baseline": best,

@@ -143,3 +143,18 @@ def test_a_stopped_run_resumes_where_it_left_off(tmp_path, monkeypatch):
     assert not (work / "kept").exists()
     with pytest.raises(ValueError, match="no step 'nope'"):
         run(until="nope", resume=True)
+
+
+def test_the_real_export_table_names_what_was_published_and_its_share_of_the_best():
+    from jobs.tools.bench_real import model_table
+
+    evaluation = {
+        "challenger": {"ndcg_at_10": 0.3},
+        "baselines": {n: {"ndcg_at_10": v} for n, v in [("popularity", 0.1), ("item_knn", 0.25)]},
+    }
+    als = model_table(evaluation, {"promote": True, "published_family": "als"})
+    assert als["published"] == "challenger (als)" and als["published_vs_best_baseline"] == 1.2
+    knn = model_table(evaluation, {"promote": False, "published_family": "item_knn"})
+    assert knn["published_ndcg_at_10"] == 0.25 and knn["best_baseline"] == "item_knn"
+    gated = model_table(evaluation, {"promote": False, "published_family": None})
+    assert gated["published"] is None and gated["published_vs_best_baseline"] is None
