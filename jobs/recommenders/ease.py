@@ -3,8 +3,7 @@ P = (X'X + l2 I)^-1 and a zero diagonal; a visitor's scores are their history ti
 
 Strong on small catalogs and short histories, where ALS has too little to factorize. B is a
 dense items x items matrix, so the model keeps the `max_items` most popular items (5,000:
-200 MB and a few seconds to invert on 2 cores); other items reach lists only through the
-fallback.
+100 MB of float32 weights); other items reach lists only through the fallback.
 """
 
 from __future__ import annotations
@@ -16,17 +15,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from jobs.infra.schemas import ITEM_ID, RANK, SCORE, SOURCE, VISITOR_ID
+from jobs.infra.schemas import ITEM_ID
 from jobs.recommenders.base import (
     META_FILE,
     Fallback,
-    empty_lists,
-    fill_similar,
-    index_of,
     write_meta,
 )
 from jobs.recommenders.interactions import InteractionMatrix, rank_by_popularity, to_matrix
-from jobs.recommenders.neighbours import _rank_in_row, _recommend_by_scores, _top_per_row
+from jobs.recommenders.neighbours import _recommend_by_scores, similar_by_weights
 
 
 class EaseRecommender:
@@ -111,28 +107,14 @@ class EaseRecommender:
     ) -> pd.DataFrame:
         """Each pooled item's `m` largest weights in B (the items it predicts), then the item's
         category's most popular items, then overall."""
-        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
-        rows = index_of(self.data.item_ids, item_ids)
-        known = rows >= 0
-        own = empty_lists()
-        if known.any():
-            block = self.weights[rows[known]]
-            r, c = np.nonzero(block > 0)
-            neighbour = self.data.item_ids[c]
-            ok = neighbour != item_ids[known][r]
-            if unavailable is not None and len(unavailable):
-                ok &= ~np.isin(neighbour, unavailable)
-            r, c, v = _top_per_row(r[ok], neighbour[ok], block[r[ok], c[ok]], m)
-            own = pd.DataFrame(
-                {
-                    VISITOR_ID: item_ids[known][r],
-                    RANK: _rank_in_row(r),
-                    ITEM_ID: c,
-                    SCORE: v.astype(np.float64),
-                    SOURCE: self.name,
-                }
-            )
-        return fill_similar(own, item_ids, m, fallback, item_categories, unavailable)
+
+        def positive(rows: np.ndarray) -> sp.csr_matrix:
+            block = self.weights[rows]
+            return sp.csr_matrix(np.where(block > 0, block, 0))
+
+        return similar_by_weights(
+            self, positive, item_ids, m, fallback, item_categories, unavailable
+        )
 
     def save(self, directory: Path) -> None:
         write_meta(directory, self.family, l2=self.l2, items=len(self.data.item_ids))

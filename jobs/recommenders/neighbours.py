@@ -113,25 +113,10 @@ class ItemKnnRecommender:
     ) -> pd.DataFrame:
         """Each known item's `m` most similar items (the model's own neighbours), topped up like
         ALS's: the item's category's most popular items, then overall."""
-        item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
-        rows = index_of(self.data.item_ids, item_ids)
-        known = rows >= 0
-        block = sp.csr_matrix(self.model.similarity)[rows[known]].tocoo()
-        neighbour = self.data.item_ids[block.col]
-        keep = neighbour != item_ids[known][block.row]
-        if unavailable is not None and len(unavailable):
-            keep &= ~np.isin(neighbour, unavailable)
-        r, c, v = _top_per_row(block.row[keep], neighbour[keep], block.data[keep], m)
-        own = pd.DataFrame(
-            {
-                VISITOR_ID: item_ids[known][r],
-                RANK: _rank_in_row(r),
-                ITEM_ID: c,
-                SCORE: v.astype(np.float64),
-                SOURCE: self.name,
-            }
+        similarity = sp.csr_matrix(self.model.similarity)
+        return similar_by_weights(
+            self, lambda rows: similarity[rows], item_ids, m, fallback, item_categories, unavailable
         )
-        return fill_similar(own, item_ids, m, fallback, item_categories, unavailable)
 
     @classmethod
     def fit(
@@ -278,6 +263,33 @@ def _require_interactions(interactions: pd.DataFrame) -> InteractionMatrix:
     if interactions.empty:
         raise ValueError("no interactions to fit on")
     return to_matrix(interactions)
+
+
+def similar_by_weights(
+    model, weights, item_ids, m, fallback, item_categories, unavailable
+) -> pd.DataFrame:
+    """Similar items from an item-item matrix: `weights(model rows) -> sparse rows` over
+    model.data.item_ids; each known item's `m` largest stored weights (never itself nor an
+    unavailable item) as the model's own rows, then topped up by `fill_similar`."""
+    item_ids = np.unique(np.asarray(item_ids, dtype=np.int64))
+    rows = index_of(model.data.item_ids, item_ids)
+    known = rows >= 0
+    block = sp.coo_matrix(weights(rows[known]))
+    neighbour = model.data.item_ids[block.col]
+    keep = neighbour != item_ids[known][block.row]
+    if unavailable is not None and len(unavailable):
+        keep &= ~np.isin(neighbour, unavailable)
+    r, c, v = _top_per_row(block.row[keep], neighbour[keep], block.data[keep], m)
+    own = pd.DataFrame(
+        {
+            VISITOR_ID: item_ids[known][r],
+            RANK: _rank_in_row(r),
+            ITEM_ID: c,
+            SCORE: v.astype(np.float64),
+            SOURCE: model.name,
+        }
+    )
+    return fill_similar(own, item_ids, m, fallback, item_categories, unavailable)
 
 
 def _recommend_by_scores(
