@@ -6,12 +6,14 @@ run, naming it), an event repeated on a later date keeps its earliest row, and t
 breaking a rule lose all their events. Rules (thresholds and units in config `clean`):
 
 - `test_account`: QA accounts on the deny-list `test_visitor_ids`;
-- `events_per_day`: more rows than a person makes on one UTC day;
+- `events_per_day`: more view and cart rows than a person makes on one UTC day (the cap rises
+  with the shop's own busiest visitor-days, see `day_cap`);
 - `events_per_minute`: more distinct instants than a person makes in any 60-second window
   (a sliding window starting at each of the visitor's instants);
 - `inhuman_gaps`: a median time between consecutive instants shorter than reading a page takes;
 - `catalog_sweep`: consecutive views walking the item ids upwards (a crawler on the catalog);
 - `views_without_conversion`: many views and never a cart or purchase;
+- `carts_without_purchase`: many distinct items carted and never a purchase (a cart bot);
 - `test_item`: rows on the test SKUs `test_item_ids` go, their visitors stay.
 
 Every removed visitor is kept in `silver/removed_visitors/dt=D` with the first rule they break
@@ -27,6 +29,7 @@ Run alone:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -66,6 +69,7 @@ RULES = (
     "inhuman_gaps",
     "catalog_sweep",
     "views_without_conversion",
+    "carts_without_purchase",
 )
 TEST_ITEM = "test_item"
 RULES_BROKEN = "rules"  # removed_visitors: every rule the visitor breaks, in RULES order
@@ -75,6 +79,8 @@ SIGNALS = (
     "events",
     "views",
     "conversions",
+    "carted_items",
+    "purchases",
     "max_events_per_day",
     "instants",
     "max_events_per_minute",
@@ -83,6 +89,7 @@ SIGNALS = (
     "ascending_view_share",
 )
 _MS_PER_DAY, _MINUTE_MS = 86_400_000, 60_000
+DAY_CAP_QUANTILE = 0.99  # of rows per visitor and day, for the events_per_day cap
 
 
 class BronzeGapError(FileNotFoundError):
@@ -145,9 +152,10 @@ def drop_cross_day_duplicates(bronze: DataFrame) -> DataFrame:
 def visitor_signals(events: DataFrame) -> DataFrame:
     """One row per visitor with the SIGNALS the rules read.
 
-    events, views, conversions (carts + purchases): rows; max_events_per_day: most rows on one
-    UTC day; instants: distinct event timestamps; max_events_per_minute: most instants in a
-    window [t, t + 60 s) starting at one of them; median_gap_seconds: median of the gaps between
+    events, views, conversions (carts + purchases), purchases: rows; carted_items: distinct
+    items carted; max_events_per_day: most view and cart rows on one UTC day; instants: distinct
+    event timestamps; max_events_per_minute: most instants in a window [t, t + 60 s) starting
+    at one of them; median_gap_seconds: median of the gaps between
     consecutive instants (the mean of the middle two for an even count; null below 2 instants);
     view_pairs: consecutive views (by time, then item id); ascending_view_share in [0, 1]: share
     of those pairs whose item id is higher than the one before (null without pairs).
@@ -161,10 +169,8 @@ def visitor_signals(events: DataFrame) -> DataFrame:
     before = by_time.rowsBetween(Window.unboundedPreceding, -1)
     previous_view = F.last(F.when(is_view, F.col(ITEM_ID)), ignorenulls=True).over(before)
     timed = events.select(VISITOR_ID, ITEM_ID, EVENT_TYPE, F.unix_millis(EVENT_TS).alias("ms"))
-    # Days from epoch milliseconds, so that a day is a UTC day whatever the session time zone.
     per_day = (
-        timed.groupBy(VISITOR_ID, F.floor(F.col("ms") / _MS_PER_DAY))
-        .count()
+        _rows_per_visitor_day(timed)
         .groupBy(VISITOR_ID)
         .agg(F.max("count").alias("max_events_per_day"))
     )
@@ -173,6 +179,8 @@ def visitor_signals(events: DataFrame) -> DataFrame:
         "ms",
         is_view.cast("long").alias("view"),
         F.col(EVENT_TYPE).isin(CART, PURCHASE).cast("long").alias("conversion"),
+        (F.col(EVENT_TYPE) == PURCHASE).cast("long").alias("purchase"),
+        F.when(F.col(EVENT_TYPE) == CART, F.col(ITEM_ID)).alias("carted"),
         gap.alias("gap_ms"),
         F.when(is_view, (F.col(ITEM_ID) > previous_view).cast("long")).alias("ascending"),
     )
@@ -189,6 +197,8 @@ def visitor_signals(events: DataFrame) -> DataFrame:
             F.count("*").alias("events"),
             F.sum("view").alias("views"),
             F.sum("conversion").alias("conversions"),
+            F.countDistinct("carted").alias("carted_items"),
+            F.sum("purchase").alias("purchases"),
             F.sum("new_instant").alias("instants"),
             F.max("in_minute").alias("max_events_per_minute"),
             median_gap.alias("median_gap_seconds"),
@@ -200,12 +210,41 @@ def visitor_signals(events: DataFrame) -> DataFrame:
     )
 
 
-def _broken(rules: CleanConfig) -> dict[str, Column]:
+def _rows_per_visitor_day(timed: DataFrame) -> DataFrame:
+    """(visitor, day, count) of view and cart rows; `timed` has VISITOR_ID, EVENT_TYPE, ms."""
+    # Days from epoch milliseconds, so that a day is a UTC day whatever the session time zone.
+    return (
+        timed.where(F.col(EVENT_TYPE) != PURCHASE)
+        .groupBy(VISITOR_ID, F.floor(F.col("ms") / _MS_PER_DAY).alias("day"))
+        .count()
+    )
+
+
+def day_cap(events: DataFrame, rules: CleanConfig) -> int:
+    """The events_per_day cap for this history: max_events_per_day, raised to day_cap_multiple
+    x the 99th percentile of view and cart rows per visitor and day among visitors who bought
+    (exact, so a rerun agrees).
+
+    A shop whose buyers browse hundreds of rows a day keeps them. Buyers only: bots do not buy,
+    and where they are 1 % of visitor-days they would set the percentile themselves.
+    """
+    _require(events, (VISITOR_ID, EVENT_TS, EVENT_TYPE), "events")
+    if rules.day_cap_multiple == 0:
+        return rules.max_events_per_day
+    timed = events.select(VISITOR_ID, EVENT_TYPE, F.unix_millis(EVENT_TS).alias("ms"))
+    buyers = timed.where(F.col(EVENT_TYPE) == PURCHASE).select(VISITOR_ID).distinct()
+    days = _rows_per_visitor_day(timed.join(buyers, VISITOR_ID, "left_semi"))
+    quantile = days.agg(F.percentile("count", DAY_CAP_QUANTILE)).first()[0]
+    relative = math.ceil(rules.day_cap_multiple * quantile) if quantile is not None else 0
+    return max(rules.max_events_per_day, relative)
+
+
+def _broken(rules: CleanConfig, events_per_day: int) -> dict[str, Column]:
     """Per rule, the condition on visitor_signals' columns; never null."""
     test_ids = [int(v) for v in rules.test_visitor_ids]
     conditions = {
         "test_account": F.col(VISITOR_ID).isin(test_ids),
-        "events_per_day": F.col("max_events_per_day") > rules.max_events_per_day,
+        "events_per_day": F.col("max_events_per_day") > events_per_day,
         "events_per_minute": F.col("max_events_per_minute") > rules.max_events_per_minute,
         "inhuman_gaps": (F.col("instants") >= rules.min_events_for_gaps)
         & (F.col("median_gap_seconds") < rules.min_median_gap_seconds),
@@ -213,14 +252,22 @@ def _broken(rules: CleanConfig) -> dict[str, Column]:
         & (F.col("ascending_view_share") > rules.max_ascending_view_share),
         "views_without_conversion": (F.col("views") >= rules.max_views_without_conversion)
         & (F.col("conversions") == 0),
+        "carts_without_purchase": (F.col("carted_items") >= rules.max_carts_without_purchase)
+        & (F.col("purchases") == 0),
     }
     return {rule: F.coalesce(conditions[rule], F.lit(False)) for rule in RULES}
 
 
-def flag_bots(events: DataFrame, rules: CleanConfig) -> DataFrame:
+def flag_bots(
+    events: DataFrame, rules: CleanConfig, events_per_day: int | None = None
+) -> DataFrame:
     """Visitors to remove, one row each: visitor_id, rule (the first of RULES they break),
-    rules (every rule they break, in RULES order) and their SIGNALS."""
-    broken = F.array(*[F.when(cond, F.lit(rule)) for rule, cond in _broken(rules).items()])
+    rules (every rule they break, in RULES order) and their SIGNALS.
+
+    events_per_day: the day cap to apply (day_cap's); None: rules.max_events_per_day as it is.
+    """
+    cap = rules.max_events_per_day if events_per_day is None else events_per_day
+    broken = F.array(*[F.when(cond, F.lit(rule)) for rule, cond in _broken(rules, cap).items()])
     return (
         visitor_signals(events)
         .withColumn(RULES_BROKEN, F.array_compact(broken))
@@ -308,7 +355,8 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     started = time.perf_counter()
     removed_path = lake.partition("silver", "removed_visitors", run_date)
     # A few hundred rows: one sorted file, without the sampling pass a global sort would add.
-    flagged = flag_bots(events, cfg.clean).repartition(1).sortWithinPartitions(VISITOR_ID)
+    cap = day_cap(events, cfg.clean)
+    flagged = flag_bots(events, cfg.clean, cap).repartition(1).sortWithinPartitions(VISITOR_ID)
     flagged.write.mode("overwrite").parquet(str(removed_path))
     # Timing goes to the log, not the report: a rerun must rewrite the report identically.
     log.info("flagged bots in %.1fs", time.perf_counter() - started)
@@ -342,6 +390,7 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
         "rows_out": rows_out,
         "removed_events": counts["removed_events"],
         "removed_visitors": n_removed,
+        "events_per_day_cap": cap,
         "by_rule": counts["by_rule"],
         "any_rule": counts["any_rule"],
     }

@@ -198,8 +198,12 @@ class CleanConfig(_Section):
     per item at one instant), volume per day counts rows.
     """
 
-    # Rows of one visitor on one UTC calendar day; more is a bot.
+    # View and cart rows of one visitor on one UTC calendar day; more is a bot. Purchase rows
+    # do not count: a wholesale checkout writes one per line. The cap rises to
+    # `day_cap_multiple` x the shop's own 99th percentile of those rows per buyer and day, so a
+    # shop of heavy users keeps them; 0 keeps the cap fixed.
     max_events_per_day: int = Field(200, gt=0)
+    day_cap_multiple: float = Field(10.0, ge=0)
     # Distinct instants of one visitor in any 60-second window [t, t + 60 s); more is a bot.
     max_events_per_minute: int = Field(30, gt=0)
     # Median seconds between a visitor's consecutive distinct instants; below it is a bot, once
@@ -213,6 +217,9 @@ class CleanConfig(_Section):
     min_views_for_sweep: int = Field(30, ge=3)
     # Views of a visitor with no cart or purchase at all; this many or more is a bot.
     max_views_without_conversion: int = Field(300, gt=0)
+    # Distinct items a visitor carted without ever buying; this many or more is a bot (a cart
+    # bot reserving stock calls add-to-cart without the views a person makes first).
+    max_carts_without_purchase: int = Field(100, gt=0)
     # Known QA accounts (all their events go) and test SKUs (their rows go, the visitors stay).
     test_visitor_ids: tuple[int, ...] = ()
     test_item_ids: tuple[int, ...] = ()

@@ -446,7 +446,7 @@ def _monitor(n: int, rng: Rng) -> tuple[Array, Array, Array]:
 
 
 # kind -> (behaviour, walks the shelf in item-id order)
-_BOT_BEHAVIOURS = {
+BOT_BEHAVIOURS = {
     "crawler": (_crawler, False),
     "sweeper": (_sweeper, True),
     "scraper": (_scraper, False),
@@ -485,7 +485,7 @@ def _generate_bots(
     for bot, name in zip(botid, kind, strict=True):
         mean = BOT_VIEWS_AT_SCALE_1[name] * math.sqrt(config.scale)
         n = max(MIN_BOT_VIEWS, round(rng.lognormal(math.log(mean), 0.3)))
-        behaviour, walks = _BOT_BEHAVIOURS[name]
+        behaviour, walks = BOT_BEHAVIOURS[name]
         offset, place, cart_delay = behaviour(n, rng)
         days = int(offset.max() // DAY) + 1
         first_day = config.start_ms + int(rng.integers(0, max(n_days - days, 0) + 1)) * DAY

@@ -13,6 +13,7 @@ from jobs.clean import (
     MissingColumnsError,
     check_bronze_dates,
     count_by_rule,
+    day_cap,
     drop_cross_day_duplicates,
     drop_flagged,
     flag_bots,
@@ -35,6 +36,8 @@ OFF = CleanConfig(
     max_ascending_view_share=1.0,
     min_views_for_sweep=10**6,
     max_views_without_conversion=10**6,
+    max_carts_without_purchase=10**6,
+    day_cap_multiple=0,
 )
 
 
@@ -126,6 +129,8 @@ def test_visitor_signals_on_one_visitor(spark):
         "events": 5,
         "views": 4,
         "conversions": 1,
+        "carted_items": 1,
+        "purchases": 0,
         "max_events_per_day": 4,
         "instants": 4,
         "max_events_per_minute": 3,
@@ -176,6 +181,60 @@ def test_catalog_sweep_reads_consecutive_views_only(spark):
     rows += [(60 * n, 3, 10 + n, "view") for n in range(3)]  # up, but only 3 views
     rules = OFF.model_copy(update={"max_ascending_view_share": 0.75, "min_views_for_sweep": 4})
     assert _flagged(_events(spark, rows), rules) == {1: ("catalog_sweep", ["catalog_sweep"])}
+
+
+@pytest.mark.spark
+def test_events_per_day_leaves_purchase_rows_out(spark):
+    # A wholesale order: 6 lines bought at one instant, after 2 views; a cart bot: 5 carts.
+    rows = [(0, 1, 10, "view"), (10, 1, 11, "view")]
+    rows += [(600, 1, 20 + n, "purchase") for n in range(6)]
+    rows += [(60 * n, 2, 30 + n, "cart") for n in range(5)]
+    rules = OFF.model_copy(update={"max_events_per_day": 4})
+    assert _flagged(_events(spark, rows), rules) == {2: ("events_per_day", ["events_per_day"])}
+
+
+def _visitor_days(counts, buys=True):
+    """Visitor v (from 0) views counts[v] items on one day, 61 s apart, then buys if `buys`."""
+    rows = [(61 * n, v, 10 + n, "view") for v, count in enumerate(counts) for n in range(count)]
+    return rows + [(9_000, v, 10, "purchase") for v in range(len(counts)) if buys]
+
+
+@pytest.mark.spark
+def test_day_cap_rises_with_the_buyers_busy_days_and_never_falls(spark):
+    # 100 buyer-days: 98 of 1 view and cart row, then 5 and 50. The 99th percentile (exact,
+    # linear) is 5 + 0.01 x (50 - 5) = 5.45 rows.
+    events = _events(spark, _visitor_days([1] * 98 + [5, 50]))
+    assert day_cap(events, OFF.model_copy(update={"max_events_per_day": 4})) == 4
+    raised = OFF.model_copy(update={"max_events_per_day": 4, "day_cap_multiple": 2.0})
+    assert day_cap(events, raised) == 11  # ceil(2 x 5.45)
+    low = OFF.model_copy(update={"max_events_per_day": 40, "day_cap_multiple": 2.0})
+    assert day_cap(events, low) == 40
+    # The cap is what flag_bots applies: 50 > 11 goes, 5 stays.
+    assert set(r.visitor_id for r in flag_bots(events, raised, 11).collect()) == {99}
+    with pytest.raises(MissingColumnsError, match="'event_type'"):
+        day_cap(events.drop("event_type"), raised)
+
+
+@pytest.mark.spark
+def test_day_cap_is_not_raised_by_visitors_who_never_buy(spark):
+    # 2 buyers of 1 row a day; 3 non-buyers (bots, a tenth of the visitors and more) of 500.
+    rows = _visitor_days([1, 1]) + [
+        (61 * n, v, 10 + n, "view") for v in (7, 8, 9) for n in range(500)
+    ]
+    raised = OFF.model_copy(update={"max_events_per_day": 4, "day_cap_multiple": 10.0})
+    assert day_cap(_events(spark, rows), raised) == 10  # 10 x 1, not 10 x 500
+    views_only = _events(spark, _visitor_days([1, 700], buys=False))
+    assert day_cap(views_only, raised) == 4  # no buyer: the fixed cap
+
+
+@pytest.mark.spark
+def test_carts_without_purchase_catches_a_cart_bot_and_spares_a_buyer(spark):
+    rows = [(60 * n, 1, 10 + n, "cart") for n in range(4)]  # 4 items carted, never bought
+    rows += [(60 * n, 2, 10 + n, "cart") for n in range(4)] + [(300, 2, 10, "purchase")]
+    rows += [(60 * n, 3, 10, "cart") for n in range(6)]  # one item carted 6 times
+    rules = OFF.model_copy(update={"max_carts_without_purchase": 4})
+    flagged = _flagged(_events(spark, rows), rules)
+    assert flagged == {1: ("carts_without_purchase", ["carts_without_purchase"])}
 
 
 @pytest.mark.spark
@@ -248,6 +307,7 @@ def test_count_by_rule_counts_overlaps_per_rule_and_once_in_the_union(mixed):
             "inhuman_gaps": {"visitors": 0, "events": 0},
             "catalog_sweep": {"visitors": 0, "events": 0},
             "views_without_conversion": {"visitors": 1, "events": 5},
+            "carts_without_purchase": {"visitors": 0, "events": 0},
             "test_item": {"visitors": None, "events": 1},
         },
         "any_rule": {"visitors": 2, "events": 6},
@@ -273,7 +333,7 @@ def _write_bronze(spark, lake: Lake, day: date, rows):
 
 @pytest.mark.spark
 def test_clean_unions_the_partitions_and_reconciles_on_the_written_data(spark, cfg):
-    rules = cfg.clean.model_copy(update={"max_events_per_day": 4})
+    rules = cfg.clean.model_copy(update={"max_events_per_day": 4, "day_cap_multiple": 0})
     cfg = cfg.model_copy(update={"clean": rules})  # test ids: accounts 44, 66, 104; item 233
     lake = Lake(cfg.paths.lake)
     history = [(0, 1, 10, "view"), (1, 1, 10, "cart"), (2, 44, 233, "view")]
@@ -303,6 +363,7 @@ def test_clean_unions_the_partitions_and_reconciles_on_the_written_data(spark, c
         "rows_out": 4,
     }
     assert (report["removed_events"], report["removed_visitors"]) == (7, 2)
+    assert report["events_per_day_cap"] == 4
     assert report["by_rule"]["test_item"] == {"visitors": None, "events": 1}
     assert report["any_rule"] == {"visitors": 2, "events": 6}
     assert report == json.loads(lake.stage_report(D, "clean").read_text())
