@@ -247,6 +247,7 @@ def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> d
     from jobs.recommenders.ease import EaseRecommender
     from jobs.recommenders.neighbours import ItemKnnRecommender, UserKnnRecommender
     from jobs.recommenders.popularity import RecentPopularityRecommender
+    from jobs.recommenders.repeat import RepeatRecommender
 
     weights = cfg.train.event_weights
     interactions = build_interactions(train, weights)
@@ -254,6 +255,9 @@ def baseline_models(cfg: Config, train: pd.DataFrame, cutoff: pd.Timestamp) -> d
         "popularity": lambda: PopularityRecommender(rank_by_popularity(interactions)),
         "recent_popularity": lambda: RecentPopularityRecommender.from_events(
             train, weights, as_of=cutoff, half_life_days=cfg.evaluate.recent_half_life_days
+        ),
+        "repeat": lambda: RepeatRecommender.from_events(
+            train, weights, as_of=cutoff, half_life_days=cfg.evaluate.repeat_half_life_days
         ),
         "item_knn": lambda: ItemKnnRecommender.fit(
             interactions,
@@ -287,7 +291,7 @@ def load_oracle(cfg: Config, cutoff: pd.Timestamp):
 
 # Baselines the registry can hold as champion (recommenders/pyfunc.py FAMILIES); user-kNN
 # keeps every visitor's neighbours and is scored as a diagnostic only.
-SERVABLE_BASELINES = ("popularity", "recent_popularity", "item_knn", "ease")
+SERVABLE_BASELINES = ("popularity", "recent_popularity", "repeat", "item_knn", "ease")
 
 
 def best_baseline(results: dict[str, dict]) -> str:

@@ -419,10 +419,12 @@ class EvaluateConfig(_Section):
     k: tuple[int, ...] = (10, 20)
     # Baselines scored beside the challenger on the same visitors, with the same rules.
     baselines: tuple[
-        Literal["popularity", "recent_popularity", "item_knn", "user_knn", "ease"], ...
-    ] = ("popularity", "recent_popularity", "item_knn", "user_knn", "ease")
+        Literal["popularity", "recent_popularity", "repeat", "item_knn", "user_knn", "ease"], ...
+    ] = ("popularity", "recent_popularity", "repeat", "item_knn", "user_knn", "ease")
     # recent_popularity: event weights halve every this many days before the cutoff.
     recent_half_life_days: float = Field(7.0, gt=0)
+    # repeat (a visitor's own items again): their weights halve every this many days.
+    repeat_half_life_days: float = Field(1.0, gt=0)
     # Neighbours kept per item (item_knn) and per visitor (user_knn); item_knn's similarity.
     neighbours: int = Field(100, gt=0)
     item_knn_similarity: Literal["cosine", "bm25"] = "cosine"

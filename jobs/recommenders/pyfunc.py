@@ -15,6 +15,7 @@ from jobs.recommenders.base import read_family
 from jobs.recommenders.ease import EaseRecommender
 from jobs.recommenders.neighbours import ItemKnnRecommender
 from jobs.recommenders.popularity import PopularityRecommender, RecentPopularityRecommender
+from jobs.recommenders.repeat import RepeatRecommender
 
 # The families the registry can hold as champion: each saves itself to a folder and loads back.
 FAMILIES = {
@@ -23,6 +24,7 @@ FAMILIES = {
         AlsRecommender,
         PopularityRecommender,
         RecentPopularityRecommender,
+        RepeatRecommender,
         ItemKnnRecommender,
         EaseRecommender,
     )

@@ -24,6 +24,7 @@ from jobs.recommenders.ease import EaseRecommender
 from jobs.recommenders.interactions import rank_by_popularity, to_matrix
 from jobs.recommenders.neighbours import ItemKnnRecommender, UserKnnRecommender
 from jobs.recommenders.popularity import PopularityRecommender, RecentPopularityRecommender
+from jobs.recommenders.repeat import RepeatRecommender
 from jobs.shop.oracle import OracleRecommender
 
 WEIGHTS = {"view": 1.0, "cart": 3.0, "purchase": 7.0}
@@ -141,6 +142,13 @@ def _build(name: str, request) -> tuple[object, np.ndarray]:
             events, WEIGHTS, as_of=AS_OF, half_life_days=HALF_LIFE
         )
         return model, (W * 0.5 ** (AGE / HALF_LIFE)).sum(axis=0)
+    if name == "repeat":
+        events = pd.DataFrame(EVENTS, columns=["visitor_id", "item_id", "event_type", "age"])
+        events["event_ts"] = AS_OF - pd.to_timedelta(events.pop("age"), unit="D")
+        model = RepeatRecommender.from_events(
+            events, WEIGHTS, as_of=AS_OF, half_life_days=HALF_LIFE
+        )
+        return model, _listed(W * 0.5 ** (AGE / HALF_LIFE))  # only a visitor's own items
     if name == "item_knn":
         model = ItemKnnRecommender.fit(_interactions(), neighbours=len(ITEMS))
         return model, _listed(W @ _cosine(W.T))
@@ -170,7 +178,7 @@ class Case:
 
 SLOW = [pytest.mark.slow, pytest.mark.spark]  # one JVM: make test-all only
 CASES = ["als", "als_pool", pytest.param("mllib_als", marks=SLOW), "popular", "recent_popular"]
-CASES += ["item_knn", "user_knn", "ease", "oracle"]
+CASES += ["repeat", "item_knn", "user_knn", "ease", "oracle"]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -223,6 +231,8 @@ def test_own_rows_are_a_brute_force_top_n(case):
         allowed = ~np.isnan(scores) & ~np.isin(ITEMS, [*UNAVAILABLE, *_excluded(visitor)])
         assert len(own) == min(N, allowed.sum()), visitor
         assert own["item_id"].isin(ITEMS[allowed]).all(), visitor
+        if own.empty:  # nothing of its own to list (repeat: every own item excluded)
+            continue
         got = scores[np.searchsorted(ITEMS, own["item_id"])]
         assert (np.diff(got) <= TOL).all(), (visitor, own, got)  # in brute-force order
         left = scores[allowed & ~np.isin(ITEMS, own["item_id"])]
@@ -254,7 +264,10 @@ def test_given_fallback_only_tops_up_and_serves_unseen_visitors(case):
         assert not own["visitor_id"].eq(UNSEEN).any()
 
 
-@pytest.mark.parametrize("name", ["als", "popular", "recent_popular", "item_knn", "ease"])
+SERVABLE = ["als", "popular", "recent_popular", "repeat", "item_knn", "ease"]
+
+
+@pytest.mark.parametrize("name", SERVABLE)
 def test_a_servable_model_saves_loads_and_lists_similar_items(name, request, tmp_path):
     from jobs.recommenders.pyfunc import FAMILIES, load_saved
 
