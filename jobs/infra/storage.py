@@ -395,7 +395,7 @@ class DateWriter:
                 # the lock was not ours all along, so this attempt yields.
                 raise PublicationError(
                     f"s3://{self.bucket}/{key} was moved to run {current['run_id']} of {day} "
-                    f"while run {self.run_id} held the lock; this attempt moved no pointer"
+                    f"while run {self.run_id} held the lock; this attempt moves nothing more"
                 )
             etag = now  # another date's writer moved it: judge the move again
             newer = current and date.fromisoformat(current["logical_date"]) > self.run_date
