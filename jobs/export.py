@@ -16,9 +16,14 @@ the top N is kept; `exclude_category_ids` removes whole categories from every li
 
 Visitors are scored in batches of `export.visitors_per_file`, one Parquet and one JSON Lines
 file (Amazon Personalize batch output shape) per batch, so memory stays bounded. Files are
-staged in the lake, then published with jobs.infra.storage.publish (files, manifest,
-verification, and only then latest.json); older dates beyond `export.retention_days` are
-deleted afterwards.
+staged in the lake in a folder of this attempt's own (`exports/_staging/run=RUN_ID/`), then
+published under the date's lock (jobs.infra.storage.DateWriter): both datasets uploaded and
+verified against the store's checksums, then the release pointer `latest.json` names the two
+runs together, then each dataset's own `latest.json` follows. The pointers move only forward in
+logical date: a backfill publishes its dated runs and leaves them where they are, unless
+`--force-latest`. Once published, the staged files replace the lake's
+`exports/<dataset>/dt=D/` (monitor and erase read them there); older dates beyond
+`export.retention_days` are deleted afterwards, never a run a pointer names.
 
 When the gate kept the champion (the challenger was gated), the challenger's lists for
 `export.shadow_visitors` visitors are also published under `shadow/recommendations/`, with a
@@ -26,14 +31,17 @@ manifest but never a latest.json, so the team can see what it would have shown; 
 challenger is promoted deletes that date's shadow.
 
 Run alone:
-    python -m jobs.export --run-date 2015-09-18 --config configs/local.yaml [--run-id ID]
+    python -m jobs.export --run-date 2015-09-18 --config configs/local.yaml [--run-id ID] \
+        [--force-latest]
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -175,6 +183,21 @@ def write_part(
     return [parquet, jsonl]
 
 
+def _staging(lake: Lake, run_id: str) -> Path:
+    # One folder per attempt (two may share a run id): exports never write into each other's.
+    return lake.root / "exports" / "_staging" / f"run={run_id}-{uuid.uuid4().hex[:8]}"
+
+
+def _install(staged: Path, partition: Path) -> None:
+    """Replace the lake's copy of a published dataset with the staged files, by renames."""
+    partition.parent.mkdir(parents=True, exist_ok=True)
+    old = partition.with_name(f"{partition.name}.replaced-{uuid.uuid4().hex}")
+    if partition.exists():
+        os.replace(partition, old)
+    os.replace(staged, partition)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _reset(out_dir: Path) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -267,7 +290,8 @@ def was_gated(lake: Lake, run_date: date) -> bool:
 
 def _default_run_id() -> str:
     # Names this attempt only; no data depends on it.
-    return "manual-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Random suffix: two manual attempts in one second must not share a folder.
+    return f"manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
@@ -339,9 +363,16 @@ def load_inputs(cfg: Config, lake: Lake, run_date: date) -> ExportInputs:
 
 
 def publish_shadow(
-    cfg: Config, lake: Lake, run_date: date, run_id: str, inputs: ExportInputs, client, facts
+    cfg: Config,
+    lake: Lake,
+    run_date: date,
+    run_id: str,
+    inputs: ExportInputs,
+    client,
+    facts,
+    staging: Path,
 ) -> dict | None:
-    """The gated challenger's lists for a sample of visitors, under shadow/ (no latest.json);
+    """The gated challenger's lists for a sample of visitors, under shadow/ (no pointer);
     None, and the date's shadow deleted, when the challenger was promoted or shadows are off."""
     from jobs.infra.storage import apply_retention, publish, remove_date
     from jobs.recommenders.pyfunc import load_recommender
@@ -354,6 +385,7 @@ def publish_shadow(
         return None
     trained = lake.read_stage_report(run_date, "train")
     sample = sample_visitors(inputs.visitors, ex.shadow_visitors, run_date)
+    staged = staging / "shadow_recommendations"
     files, counts = write_recommendations(
         load_recommender(trained["model_uri"]),
         sample,
@@ -362,7 +394,7 @@ def publish_shadow(
         inputs.blocked,
         inputs.fallback,
         str(trained["model_version"]),
-        lake.partition("exports", "shadow_recommendations", run_date),
+        staged,
         ex.visitors_per_file,
         inputs.reranker,
         inputs.names,
@@ -383,6 +415,7 @@ def publish_shadow(
         {**counts, "list_length": ex.top_n, **shadow_facts},
         move_latest=False,
     )
+    _install(staged, lake.partition("exports", "shadow_recommendations", run_date))
     deleted = apply_retention(client, cfg.storage, SHADOW_DATASET, run_date, ex.retention_days)
     log.info(
         "shadow: challenger %s for %d visitors at %s",
@@ -399,28 +432,54 @@ def publish_shadow(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_stage_args(
-        argv,
-        __doc__,
-        lambda p: p.add_argument(
-            "--run-id",
-            default=None,
-            help="names this attempt's folder (default: manual-<UTC time>)",
-        ),
+def _add_flags(parser) -> None:
+    parser.add_argument(
+        "--run-id",
+        default=None,
+        help="names this attempt's folder (default: manual-<UTC time>-<random>)",
     )
-    run(args.cfg, args.run_date, run_id=args.extras["run_id"])
+    parser.add_argument(
+        "--force-latest",
+        action="store_true",
+        help="move latest.json to this date even if it names a newer one (logged)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_stage_args(argv, __doc__, _add_flags)
+    run(
+        args.cfg,
+        args.run_date,
+        run_id=args.extras["run_id"],
+        force_latest=args.extras["force_latest"],
+    )
     return 0
 
 
-def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
-    """The export stage for `run_date`; returns the stage report it wrote."""
-    from jobs.infra.storage import apply_retention, publish, s3_client
+def run(cfg: Config, run_date: date, run_id: str | None = None, force_latest: bool = False) -> dict:
+    """The export stage for `run_date`; returns the stage report it wrote.
 
+    `force_latest`: move the pointers to this date even when they name a newer one.
+    """
     lake = Lake(cfg.paths.lake)
-    ex = cfg.export
     run_id = run_id or _default_run_id()
+    if force_latest:
+        log.warning(
+            "export %s (run %s): --force-latest, latest.json may move back", run_date, run_id
+        )
+    staging = _staging(lake, run_id)
+    try:
+        return _export(cfg, lake, run_date, run_id, force_latest, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
+
+def _export(
+    cfg: Config, lake: Lake, run_date: date, run_id: str, force_latest: bool, staging: Path
+) -> dict:
+    from jobs.infra.storage import DateWriter, apply_retention, s3_client
+
+    ex = cfg.export
     inputs = load_inputs(cfg, lake, run_date)
     version = inputs.model_version
     rec_files, rec_counts = write_recommendations(
@@ -431,7 +490,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
         inputs.blocked,
         inputs.fallback,
         version,
-        lake.partition("exports", RECS_DATASET, run_date),
+        staging / RECS_DATASET,
         ex.visitors_per_file,
         inputs.reranker,
         inputs.names,
@@ -445,7 +504,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
         inputs.catalog,
         inputs.blocked,
         version,
-        lake.partition("exports", SIMILAR_DATASET, run_date),
+        staging / SIMILAR_DATASET,
         ex.visitors_per_file,
         inputs.names,
     )
@@ -464,19 +523,31 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
         "catalog_items": len(items),
         "rerank": None if inputs.reranker is None else cfg.rerank.weights().model_dump(),
     }
-    for dataset, files, counts, size in (
+    outputs = (
         (RECS_DATASET, rec_files, rec_counts, ex.top_n),
         (SIMILAR_DATASET, sim_files, sim_counts, ex.similar_items),
-    ):
-        pub = publish(
-            client,
-            cfg.storage,
-            dataset,
+    )
+    datasets = [dataset for dataset, *_ in outputs]
+    with DateWriter(client, cfg.storage, datasets, run_date, run_id) as writer:
+        pubs = [
+            writer.upload(dataset, files, {**counts, "list_length": size, **facts})
+            for dataset, files, counts, size in outputs
+        ]
+        # One move names both runs: a consumer never pairs two nights' lists.
+        pubs = writer.move_latest(pubs, release=True, force=force_latest)
+        for dataset in datasets:
+            writer.remove_other_runs(dataset)
+            _install(staging / dataset, lake.partition("exports", dataset, run_date))
+    moved = all(pub.latest is not None for pub in pubs)
+    if not moved:
+        log.warning(
+            "export %s: published under dt=%s, but latest.json names a newer date and was not "
+            "moved (--force-latest moves it)",
             run_date,
-            run_id,
-            files,
-            {**counts, "list_length": size, **facts},
+            run_date,
         )
+    report["latest_moved"] = moved
+    for (dataset, _, counts, size), pub in zip(outputs, pubs, strict=True):
         deleted = apply_retention(client, cfg.storage, dataset, run_date, ex.retention_days)
         report[dataset] = {
             **counts,
@@ -486,7 +557,7 @@ def run(cfg: Config, run_date: date, run_id: str | None = None) -> dict:
             "files": [f["key"] for f in pub.manifest["files"]],
             "retention_deleted": deleted,
         }
-    report["shadow"] = publish_shadow(cfg, lake, run_date, run_id, inputs, client, facts)
+    report["shadow"] = publish_shadow(cfg, lake, run_date, run_id, inputs, client, facts, staging)
     lake.write_stage_report(run_date, "export", report)
     log.info("export %s: %s", run_date, report)
     return report

@@ -176,20 +176,19 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         print("\n".join(summary.stdout.splitlines()[-20:-1]))
-        for dataset in ("recommendations", "similar_items"):
-            print(f"\n{dataset}/latest.json:")
-            print(json.dumps(_read_latest(cfg, dataset), indent=2))
+        print("\nlatest.json (the release: both datasets' runs of one export):")
+        print(json.dumps(_read_release(cfg), indent=2))
     print(f"\nValidation report: {cfg.paths.reports / 'validation' / f'dt={args.date}'}/index.html")
     print("Browse the export: `make s3` serves it again; see README.md, 'Where results appear'.")
     print(f"[demo] done in {time.monotonic() - started:.0f}s; services stopped")
     return 0
 
 
-def _read_latest(cfg: Config, dataset: str) -> dict:
-    from jobs.infra.storage import LATEST, dataset_prefix, s3_client
+def _read_release(cfg: Config) -> dict:
+    from jobs.infra.storage import release_key, s3_client
 
     client = s3_client(cfg.storage)
-    key = f"{dataset_prefix(cfg.storage, dataset)}/{LATEST}"
+    key = release_key(cfg.storage)
     return json.loads(client.get_object(Bucket=cfg.storage.bucket, Key=key)["Body"].read())
 
 

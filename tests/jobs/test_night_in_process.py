@@ -117,6 +117,10 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     similar_latest = _get_json(client, "nightly/similar_items/latest.json")
     similar = _get_json(client, similar_latest["manifest"].removeprefix(f"s3://{BUCKET}/"))
     assert similar["items"] == len(catalog) and similar["rows"] == len(catalog) * 20
+    # The release names both runs together; consumers read it first.
+    release = _get_json(client, "nightly/latest.json")["datasets"]
+    assert release["recommendations"]["manifest"] == latest["manifest"]
+    assert release["similar_items"]["manifest"] == similar_latest["manifest"]
 
     # MLflow: the run has tags, params, metrics, tuning trials, plots and the champion model.
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)

@@ -8,6 +8,7 @@ from jobs.infra.storage import (
     apply_retention,
     publish,
     remove_date,
+    s3_sha256_of,
     sha256_of,
 )
 
@@ -94,18 +95,33 @@ def test_a_failure_midway_leaves_latest_untouched_and_the_retry_completes(bucket
     assert not [k for k in _keys(client, storage.bucket) if "try1" in k]
 
 
-def test_a_corrupted_upload_is_caught_before_latest_moves(bucket, tmp_path):
+def test_an_object_the_store_holds_no_sha256_for_is_not_published(bucket, tmp_path):
     client, storage = bucket
 
-    class _Corrupting(_FailingClient):
+    class _Unchecked(_FailingClient):
         def upload_file(self, filename, bucket_name, key, **kwargs):
-            kwargs["ExtraArgs"] = {"Metadata": {"sha256": "0" * 64}}
+            kwargs["ExtraArgs"] = {}  # botocore's default CRC32 only: the store's sha256 is absent
             return self._client.upload_file(filename, bucket_name, key, **kwargs)
 
     files = _files(tmp_path, {"p.jsonl": b"1\n"})
-    with pytest.raises(PublicationError, match="latest.json untouched"):
-        publish(_Corrupting(client, 0), storage, "recs", DAY, "r1", files, {})
+    with pytest.raises(PublicationError, match=r"run=r1/p.jsonl: .* sha256 None.*no pointer moved"):
+        publish(_Unchecked(client, 0), storage, "recs", DAY, "r1", files, {})
     assert "nightly/recs/latest.json" not in _keys(client, storage.bucket)
+
+
+def test_a_multipart_upload_is_verified_by_its_composite_checksum(bucket, tmp_path):
+    client, storage = bucket
+    part = 5 << 20  # S3's smallest part
+    files = _files(tmp_path, {"big.parquet": bytes(range(256)) * (2 * part // 256 + 7)})
+    assert s3_sha256_of(files[0], part).endswith("-3")
+    publish(client, storage, "recs", DAY, "r1", files, {}, part_size=part)
+    head = client.head_object(
+        Bucket=storage.bucket,
+        Key="nightly/recs/dt=2015-09-18/run=r1/big.parquet",
+        ChecksumMode="ENABLED",
+    )
+    assert head["ChecksumSHA256"].partition("-")[0] == s3_sha256_of(files[0], part)[:-2]
+    assert _latest(client, storage)["run_id"] == "r1"
 
 
 def test_retention_keeps_the_newest_days_and_the_run_date(bucket, tmp_path):
