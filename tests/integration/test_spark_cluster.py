@@ -2,14 +2,13 @@
 as on local[1].
 
 A tiny generated shop is landed once; then ingest (history day and the day), clean, validate and
-split run through spark-submit, each stage its own process as the DAG runs them, changing only
---master: once against a master + worker on 127.0.0.1 (the code shipped to the executors as
-jobs.zip with --py-files, driver in client mode), once on local[1]. Each run has its own lake
-and reports; the tables and stage reports must match. The local run then reruns the day's
-stages: every partition they wrote for the date must hold the same rows in the same order
-(`partition_digest`), the same lineage, and the stage reports must say the same. On the
-cluster's lake, train then fits with the spark_mllib engine on the cluster, and evaluate scores
-that model above popularity.
+split run through spark-submit, each stage its own process as the DAG runs them, against a
+master + worker on 127.0.0.1 (the code shipped to the executors as jobs.zip with --py-files,
+driver in client mode). The day's stages then rerun on local[1], changing only --master: every
+partition they wrote for the date must hold the same rows in the same order
+(`partition_digest`), the same lineage, and the stage reports must say the same. Then train
+fits with the spark_mllib engine on the cluster, and evaluate scores that model above
+popularity.
 """
 
 from __future__ import annotations
@@ -165,15 +164,15 @@ def test_the_spark_stages_rerun_identically_and_give_the_same_results_on_the_clu
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", "0.003", "--seed", "42"]) == 0
     land(tmp_path / "raw", tmp_path / "landing" / "retailrocket", DAY)
+    config = _write_overlay(tmp_path, "cluster")
+    cluster = tmp_path / "cluster"
 
-    _run_stages(spark_cluster.master_url, _write_overlay(tmp_path, "cluster"), jobs_zip)
-    _run_stages("local[1]", _write_overlay(tmp_path, "local"), jobs_zip)
-
-    cluster, local = tmp_path / "cluster", tmp_path / "local"
-    # Re-running the date rewrites its partitions identically.
-    first = _snapshot(local / "lake")
-    _run_stages("local[1]", tmp_path / "local.yaml", jobs_zip, STAGES[1:])
-    second = _snapshot(local / "lake")
+    _run_stages(spark_cluster.master_url, config, jobs_zip)
+    first = _snapshot(cluster / "lake")
+    # Re-running the date on local[1] rewrites what the cluster wrote identically: the same rows
+    # in the same order, lineage and reports. One rerun checks both promises.
+    _run_stages("local[1]", config, jobs_zip, STAGES[1:])
+    second = _snapshot(cluster / "lake")
     written = [k for k in first if k.count("/") == 2 and not k.startswith("_runs")]
     assert {"bronze/events/dt=2015-09-18", "silver/events/dt=2015-09-18"} <= set(written)
     assert {"splits/train/dt=2015-09-18", "splits/catalog/dt=2015-09-18"} <= set(written)
@@ -182,14 +181,8 @@ def test_the_spark_stages_rerun_identically_and_give_the_same_results_on_the_clu
     assert not changed, changed
 
     for layer, table, run_date in TABLES:
-        on_cluster = _rows(cluster / "lake", layer, table, run_date)
-        pd.testing.assert_frame_equal(
-            on_cluster, _rows(local / "lake", layer, table, run_date), obj=f"{layer}/{table}"
-        )
         if (layer, table, run_date) != ("quarantine", "rows", DAY):  # a clean day may have none
-            assert len(on_cluster) > 0, (layer, table, run_date)
-    for stage, run_date in STAGES:
-        assert _report(cluster, stage, run_date) == _report(local, stage, run_date), stage
+            assert len(_rows(cluster / "lake", layer, table, run_date)) > 0, (layer, table)
     validation = _report(cluster, "validate", DAY)
     assert validation["success"] and validation["rows_validated"]["silver_events"] > 0
 
