@@ -84,7 +84,8 @@ def bucket(s3_endpoint, request):
     from jobs.infra.config import StorageConfig
     from jobs.infra.storage import s3_client
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:50]
+    # A valid S3 name (StorageConfig checks): cut at 50 characters, never ending in a hyphen.
+    name = ("t-" + request.node.name.lower().replace("_", "-")[:50]).rstrip("-")
     storage = StorageConfig(endpoint_url=s3_endpoint, bucket=name, prefix="nightly")
     client = s3_client(storage)
     client.create_bucket(Bucket=name)
