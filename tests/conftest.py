@@ -41,6 +41,9 @@ def spark():
         .config("spark.default.parallelism", "1")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        # The driver's ports take no authentication: loopback only (jobs/infra/spark.py).
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.memory", "1g")
         .getOrCreate()
     )

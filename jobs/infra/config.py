@@ -61,6 +61,30 @@ class PathsConfig(_Section):
 class SparkConfig(_Section):
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
+    # Where the driver listens, and the address it gives executors (spark.driver.bindAddress
+    # and spark.driver.host). null: 127.0.0.1 on a local master, whose ports (unauthenticated)
+    # then face no network; Spark's own choice (SPARK_LOCAL_IP, else the host's name) on a
+    # cluster, whose executors must reach the driver. Set it where that choice is wrong.
+    bind_address: str | None = None
+
+    @field_validator("bind_address")
+    @classmethod
+    def _one_address(cls, address: str | None) -> str | None:
+        if address is not None and (not address or address in ("0.0.0.0", "::")):
+            raise ValueError(
+                f"{address!r}: executors connect to this address, so it must name one interface"
+            )
+        return address
+
+    @field_validator("conf")
+    @classmethod
+    def _bind_is_one_setting(cls, conf: dict[str, str]) -> dict[str, str]:
+        # Any case: keys set through RECS__ variables arrive lower-cased.
+        bind_keys = {"spark.driver.host", "spark.driver.bindaddress"}
+        clash = sorted(k for k in conf if k.lower() in bind_keys)
+        if clash:
+            raise ValueError(f"{clash}: set spark.bind_address instead (one place decides)")
+        return conf
 
 
 # Bronze columns a source can map; event_ts, visitor_id, item_id and event_type are required.
