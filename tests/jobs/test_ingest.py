@@ -443,7 +443,21 @@ def test_text_ids_become_stable_integers_and_the_dictionary_keeps_the_text(spark
     assert again[0] == rows[0].item_id
 
 
-def test_csv_quoting_follows_rfc_4180_and_a_broken_record_is_never_half_accepted(spark, cfg):
+@pytest.fixture(params=[None, 40], ids=["one-split", "40-byte-splits"])
+def split_bytes(spark, request):
+    """Spark's file split size for the test: its default, or 40 bytes, so that a record's lines
+    fall into different splits (partitions) of one file."""
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    if request.param:
+        spark.conf.set(key, str(request.param))
+    yield request.param
+    spark.conf.set(key, before)
+
+
+def test_csv_quoting_follows_rfc_4180_and_a_broken_record_is_never_half_accepted(
+    spark, cfg, split_bytes
+):
     cfg = _with_sources(
         cfg, SourceConfig(name="rr", layout="retailrocket"), max_quarantine_rate=1.0
     )
@@ -457,6 +471,8 @@ def test_csv_quoting_follows_rfc_4180_and_a_broken_record_is_never_half_accepted
         f"{T0 + 5},6,view,15,",
     ]
     path = _land(cfg, "rr", D, "events.csv", lines)
+    if split_bytes:
+        assert spark.read.text(str(path)).rdd.getNumPartitions() > 4
 
     report = ingest(cfg, D, spark)
 
