@@ -48,6 +48,7 @@ from jobs.feeds.sources import (
     MAPPED_COLUMNS,
     OUTCOMES,
     PROPERTIES_COLUMNS,
+    QUOTES_OK,
     RAW_ID,
     RETAILROCKET,
     STATUS,
@@ -173,11 +174,15 @@ def _first_line(path: Path) -> str:
 def _csv_rows(
     spark: SparkSession, path: Path, columns: dict[str, str], source: str, layout: Layout
 ) -> DataFrame:
-    """Raw lines of a CSV file (plain or gzip), and the text of each mapped column.
+    """Records of a CSV file (plain or gzip) as RFC 4180 reads them, and each mapped column's text.
 
-    Fields are split by Spark's CSV parser (quotes allowed); the field count of each line is
-    checked against the header (or the declared column_names) so that short and long lines are
-    quarantined, not guessed at.
+    Fields are split by Spark's CSV parser with `"` as quote and escape, so a doubled quote in
+    a quoted field is one quote. A record whose quoted field holds a line break is put back
+    together from its lines and parsed whole (its raw line keeps the break). A quote that never
+    closes makes every line from there to the end `unclosed_quote`, one row each, rather than one
+    record swallowing the rest of the file. The field count of each record is checked against
+    the header (or the declared column_names), so short and long records are quarantined, not
+    guessed at.
     """
     import csv
 
@@ -193,22 +198,25 @@ def _csv_rows(
     ddl = ", ".join(f"`_c{i}` string" for i in range(len(header)))
     sep = re.escape(layout.delimiter)
     value = F.col("value")
-    # Most lines have no quotes: a plain split is cheaper than the CSV parser, so the parser
-    # (and the quote-aware field count) only runs on lines that need it.
+    lines = spark.read.text(str(path)).withColumn("_row", F.monotonically_increasing_id())
+    # The header is row 0 of the file's first split; a headerless file keeps every line.
+    body = lines.where(F.col("_row") != 0) if layout.header else lines
+    records, unclosed_from = _join_quoted_line_breaks(body, sep)
+    # Most records have no quotes: a plain split is cheaper than the CSV parser, so the parser
+    # (and the quote-aware field count) only runs on records that need it.
     quoted = value.contains('"')
     plain = F.split(value, sep, -1)
     n_fields = F.when(
         quoted, F.size(F.split(F.regexp_replace(value, r'"([^"]|"")*"', ""), sep, -1))
     ).otherwise(F.size(plain))
-    lines = spark.read.text(str(path)).withColumn("_row", F.monotonically_increasing_id())
-    # The header is row 0 of the file's first split; a headerless file keeps every line.
-    body = lines.where(F.col("_row") != 0) if layout.header else lines
-    parsed = body.select(
+    csv_options = {"sep": layout.delimiter, "quote": '"', "escape": '"'}
+    parsed = records.select(
         value.alias(RAW_LINE),
         quoted.alias("_quoted"),
         plain.alias("_plain"),
-        F.when(quoted, F.from_csv(value, ddl, {"sep": layout.delimiter})).alias("_f"),
+        F.when(quoted, F.from_csv(value, ddl, csv_options)).alias("_f"),
         n_fields.alias("_n"),
+        (F.lit(True) if unclosed_from is None else F.col("_row") < unclosed_from).alias(QUOTES_OK),
     )
 
     def field(src: str) -> Column:
@@ -220,8 +228,65 @@ def _csv_rows(
         F.lit(str(path)).alias(FILE),
         F.lit(source).alias(SOURCE),
         (F.col("_n") == len(header)).alias(FIELDS_OK),
+        QUOTES_OK,
         *[field(src).alias(ours) for ours, src in columns.items()],
     )
+
+
+# A line read from outside any quoted field that ends inside one: complete fields (quoted, or
+# free of quotes) each followed by the separator, then a quote opening the last field.
+_OPENS_FIELD = r'^(?:(?:"(?:[^"]|"")*"|[^"{sep}]*){sep})*"(?:[^"]|"")*$'
+
+
+def _join_quoted_line_breaks(lines: DataFrame, sep: str) -> tuple[DataFrame, int | None]:
+    """`lines` (value, _row in file order) as records: the lines of a record whose quoted field
+    spans line breaks joined into one row (at its first line's _row), other lines as they are.
+
+    Returns (records, unclosed_from): the _row of a quote still open at the end of the file,
+    or None. Only lines with an odd number of quotes can open or close such a record; they are
+    rare and few, so they are paired on the driver in file order.
+    """
+    value = F.col("value")
+    quotes = F.length(value) - F.length(F.regexp_replace(value, '"', ""))
+    opens = value.rlike(_OPENS_FIELD.format(sep=sep))
+    odd = (
+        lines.where(value.contains('"') & (quotes % 2 == 1))
+        .select("_row", opens.alias("_opens"))
+        .orderBy("_row")
+        .collect()
+    )
+    spans, start = [], None
+    for row in odd:
+        if start is None and row["_opens"]:
+            start = row["_row"]
+        elif start is not None:
+            spans.append((start, row["_row"]))
+            start = None
+        # else: a stray quote inside an unquoted field (5" screen): the line stands alone.
+    if not spans:
+        return lines, start
+    # _row is (split index << 33) + line in split: join each line to the span of its split(s).
+    bounds = lines.sparkSession.createDataFrame(
+        [(s, e, b) for s, e in spans for b in range(s >> 33, (e >> 33) + 1)],
+        "_start long, _end long, _split long",
+    )
+    row = F.col("_row")
+    tagged = lines.join(
+        F.broadcast(bounds),
+        (F.shiftright(row, 33) == F.col("_split")) & row.between(F.col("_start"), F.col("_end")),
+        "left",
+    )
+    alone = tagged.where(F.col("_start").isNull()).select("value", "_row")
+    joined = (
+        tagged.where(F.col("_start").isNotNull())
+        .groupBy("_start")
+        .agg(F.array_sort(F.collect_list(F.struct("_row", "value"))).alias("_parts"))
+        .select(
+            F.array_join(F.transform("_parts", lambda p: p["value"]), "\n").alias("value"),
+            F.col("_start").alias("_row"),
+        )
+    )
+    return alone.unionByName(joined), start
 
 
 def _parquet_rows(

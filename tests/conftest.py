@@ -41,6 +41,9 @@ def spark():
         .config("spark.default.parallelism", "1")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        # The driver's ports take no authentication: loopback only (jobs/infra/spark.py).
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.memory", "1g")
         .getOrCreate()
     )
@@ -84,7 +87,8 @@ def bucket(s3_endpoint, request):
     from jobs.infra.config import StorageConfig
     from jobs.infra.storage import s3_client
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:50]
+    # A valid S3 name (StorageConfig checks): cut at 50 characters, never ending in a hyphen.
+    name = ("t-" + request.node.name.lower().replace("_", "-")[:50]).rstrip("-")
     storage = StorageConfig(endpoint_url=s3_endpoint, bucket=name, prefix="nightly")
     client = s3_client(storage)
     client.create_bucket(Bucket=name)

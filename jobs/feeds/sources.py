@@ -39,6 +39,12 @@ STATUS = "_status"  # accepted | quarantined | ignored | erased
 
 
 FIELDS_OK = "_fields_ok"
+# Optional in a reader's rows: false for a line after a quote that never closes (CSV).
+QUOTES_OK = "_quotes_ok"
+
+
+def _quotes_ok(rows: DataFrame) -> Column:
+    return F.col(QUOTES_OK) if QUOTES_OK in rows.columns else F.lit(True)
 
 
 OUTCOMES = ("accepted", "quarantined", "ignored", "erased")
@@ -224,8 +230,9 @@ def parse_events(
 ) -> DataFrame:
     """Type and check raw rows; every row keeps its raw line and gets a status and a reason.
 
-    `rows` has RAW_LINE, FILE, SOURCE, FIELDS_OK (the line has as many fields as the header) and
-    one text column per mapped bronze column, named by the bronze column. Returns the
+    `rows` has RAW_LINE, FILE, SOURCE, FIELDS_OK (the record has as many fields as the header),
+    optionally QUOTES_OK, and one text column per mapped bronze column, named by the bronze
+    column. Returns the
     bronze columns plus CATEGORY_ID, STATUS (accepted | quarantined | ignored) and REASON.
     """
     raw = {name: F.col(name) if name in layout.columns else F.lit(None) for name in MAPPED_COLUMNS}
@@ -256,6 +263,7 @@ def parse_events(
         FILE,
         SOURCE,
         FIELDS_OK,
+        _quotes_ok(rows).alias("_quotes"),
         parse_timestamp(raw[EVENT_TS], layout.timestamp_format).alias(EVENT_TS),
         visitor.try_cast("long").alias(VISITOR_ID),
         item.try_cast("long").alias(ITEM_ID),
@@ -276,7 +284,8 @@ def parse_events(
     )
     col = F.col
     reason = (
-        F.when(~col(FIELDS_OK), F.lit("wrong_field_count"))
+        F.when(~col("_quotes"), F.lit("unclosed_quote"))
+        .when(~col(FIELDS_OK), F.lit("wrong_field_count"))
         .when(~col(f"_has_{EVENT_TS}"), F.lit("missing_timestamp"))
         .when(col(EVENT_TS).isNull(), F.lit("bad_timestamp"))
         .when(col(EVENT_TS) < F.lit(window.earliest), F.lit("timestamp_out_of_range"))
@@ -304,7 +313,7 @@ def parse_events(
     return (
         typed.withColumn(REASON, reason)
         .withColumn(STATUS, status)
-        .drop("_ignored", *[f"_has_{c}" for c in _CHECKED])
+        .drop("_ignored", "_quotes", *[f"_has_{c}" for c in _CHECKED])
     )
 
 
@@ -364,6 +373,7 @@ def parse_item_properties(rows: DataFrame, window: Window) -> DataFrame:
         FILE,
         SOURCE,
         FIELDS_OK,
+        _quotes_ok(rows).alias("_quotes"),
         ts.alias(FACT_TS),
         _blank_to_null(col("itemid")).try_cast("long").alias(ITEM_ID),
         prop.alias("_property"),
@@ -373,7 +383,8 @@ def parse_item_properties(rows: DataFrame, window: Window) -> DataFrame:
         ),
     )
     reason = (
-        F.when(~col(FIELDS_OK), F.lit("wrong_field_count"))
+        F.when(~col("_quotes"), F.lit("unclosed_quote"))
+        .when(~col(FIELDS_OK), F.lit("wrong_field_count"))
         .when(col(FACT_TS).isNull(), F.lit("bad_timestamp"))
         .when(col(FACT_TS) < F.lit(window.earliest), F.lit("timestamp_out_of_range"))
         .when(col(FACT_TS) >= F.lit(window.until), F.lit("timestamp_after_logical_date"))
@@ -394,5 +405,5 @@ def parse_item_properties(rows: DataFrame, window: Window) -> DataFrame:
         .withColumn(STATUS, status)
         .withColumn(PRICE, F.lit(None).cast("double"))
         .withColumn(FIRST_SEEN_TS, F.col(FACT_TS))
-        .drop("_property")
+        .drop("_property", "_quotes")
     )

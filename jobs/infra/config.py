@@ -2,8 +2,10 @@
 
 A config file is YAML; an environment overlay names its base in `extends` (resolved beside it) and
 overrides what differs, merged key by key. Environment variables override both:
-``RECS__<SECTION>__<KEY>=<yaml value>`` (for example ``RECS__EXPORT__TOP_N=20``). Unknown keys are
-errors, so a misspelt setting fails loudly instead of being silently ignored.
+``RECS__<SECTION>__<KEY>=<yaml value>`` (for example ``RECS__EXPORT__TOP_N=20``), upper case as
+written here. Unknown keys, duplicate keys, a variable whose name starts with ``recs__`` in another
+case or names no setting are errors naming the key and the file (or the variable), so a misspelt
+setting fails loudly instead of being silently ignored.
 
     from jobs.infra.config import load_config
     cfg = load_config("configs/local.yaml")
@@ -11,11 +13,16 @@ errors, so a misspelt setting fails loudly instead of being silently ignored.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import ipaddress
 import json
 import os
+import re
+import types
+import typing
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -53,6 +61,30 @@ class PathsConfig(_Section):
 class SparkConfig(_Section):
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
+    # Where the driver listens, and the address it gives executors (spark.driver.bindAddress
+    # and spark.driver.host). null: 127.0.0.1 on a local master, whose ports (unauthenticated)
+    # then face no network; Spark's own choice (SPARK_LOCAL_IP, else the host's name) on a
+    # cluster, whose executors must reach the driver. Set it where that choice is wrong.
+    bind_address: str | None = None
+
+    @field_validator("bind_address")
+    @classmethod
+    def _one_address(cls, address: str | None) -> str | None:
+        if address is not None and (not address or address in ("0.0.0.0", "::")):
+            raise ValueError(
+                f"{address!r}: executors connect to this address, so it must name one interface"
+            )
+        return address
+
+    @field_validator("conf")
+    @classmethod
+    def _bind_is_one_setting(cls, conf: dict[str, str]) -> dict[str, str]:
+        # Any case: keys set through RECS__ variables arrive lower-cased.
+        bind_keys = {"spark.driver.host", "spark.driver.bindaddress"}
+        clash = sorted(k for k in conf if k.lower() in bind_keys)
+        if clash:
+            raise ValueError(f"{clash}: set spark.bind_address instead (one place decides)")
+        return conf
 
 
 # Bronze columns a source can map; event_ts, visitor_id, item_id and event_type are required.
@@ -182,6 +214,16 @@ class IngestConfig(_Section):
     min_event_date: date = date(1971, 1, 1)
     pseudonymize_visitor_ids: PseudonymizeConfig = Field(default_factory=PseudonymizeConfig)
 
+    @field_validator("min_event_date")
+    @classmethod
+    def _not_in_the_future(cls, day: date) -> date:
+        # Checked against the clock at load, not the run's logical date: a day no event can be
+        # stamped before yet would quarantine every row of every run.
+        today = datetime.now(UTC).date()
+        if day > today:
+            raise ValueError(f"{day} is in the future (today is {today} UTC)")
+        return day
+
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
@@ -266,6 +308,44 @@ class ScheduleConfig(_Section):
     start_date: date = date(2015, 5, 3)
     # No scheduled runs after this date (null: none); trigger and backfill still work up to it.
     end_date: date | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _a_schedule_airflow_reads(cls, cron: str) -> str:
+        # Airflow's own rule for a string schedule: its two special presets, or what croniter
+        # parses (croniter is Airflow's cron library; its presets such as @daily included).
+        from croniter import CroniterBadDateError, croniter
+
+        if cron in ("@once", "@continuous"):
+            return cron
+        if not croniter.is_valid(cron):
+            raise ValueError(f"{cron!r} is not a cron expression or an Airflow preset")
+        try:  # parses, but may never fire: 0 0 30 2 * (30 February)
+            croniter(cron, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"{cron!r} never fires") from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return name
+
+    @field_validator("end_date")
+    @classmethod
+    def _after_start(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start_date")  # absent when start_date itself was invalid
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"{end} is before start_date {start}")
+        return end
 
     def environ(self) -> dict[str, str]:
         return {
@@ -573,11 +653,59 @@ class MlflowConfig(_Section):
     model_name: str
 
 
+# S3's bucket naming rules (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html):
+# 3-63 characters of lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# ... and none of the names S3 reserves for its own kinds of buckets and access points.
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
 class StorageConfig(_Section):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     bucket: str
+    # Keys go under <prefix>/ in the bucket: relative segments, no "." or "..".
     prefix: str = ""
+
+    @field_validator("bucket")
+    @classmethod
+    def _s3_bucket_name(cls, name: str) -> str:
+        problem = None
+        if not _BUCKET_NAME.match(name):
+            problem = (
+                "3-63 lowercase letters, digits, dots or hyphens, a letter or digit at each end"
+            )
+        elif ".." in name:
+            problem = "no two adjacent dots"
+        elif _is_ip_address(name):
+            problem = "not an IP address"
+        elif name.startswith(_RESERVED_BUCKET_PREFIXES) or name.endswith(_RESERVED_BUCKET_SUFFIXES):
+            problem = "not a prefix or suffix S3 reserves"
+        if problem:
+            raise ValueError(f"{name!r} is not a valid S3 bucket name: {problem}")
+        return name
+
+    @field_validator("prefix")
+    @classmethod
+    def _relative_prefix(cls, prefix: str) -> str:
+        # The prefix is joined into every key the export writes and every key retention deletes:
+        # a "../other" or "/other" would reach outside the pipeline's own part of the bucket.
+        segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+        if prefix.startswith("/") or "\\" in prefix or any(s in ("", ".", "..") for s in segments):
+            raise ValueError(
+                f"{prefix!r} must be relative key segments such as nightly or recs/nightly "
+                "(no leading /, no empty, . or .. segments, no backslashes)"
+            )
+        return prefix
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class Config(_Section):
@@ -615,44 +743,114 @@ class Config(_Section):
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+# Where each setting came from: dotted key path -> "in <file>" or "set by <variable>".
+_Origins = dict[tuple[str, ...], str]
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Load ``path`` (and the bases it extends), apply ``RECS__`` overrides, validate, resolve.
 
-    Raises ConfigError naming the file and the offending key.
+    Raises ConfigError naming the file and the offending key (dotted, like ``schedule.cron``),
+    and the file or environment variable that set it.
     """
     path = Path(path).resolve()
-    raw, base_file = _read_with_bases(path, seen=())
-    raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
+    raw, base_file, origins = _read_with_bases(path, seen=())
+    raw = _apply_env_overrides(raw, origins, os.environ if environ is None else environ)
+    if "source_file" in raw:  # set by the loader below; a file may not pretend to be another
+        raise ConfigError(f"invalid config {path}: source_file: unknown key")
     # Relative paths are relative to the project root: the folder holding the configs/ folder
     # of the root-most base, wherever the overlay itself lives.
     root = base_file.parent.parent
     try:
         cfg = Config.model_validate({**raw, "source_file": path})
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(_describe(e, origins) for e in err.errors())
         raise ConfigError(f"invalid config {path}: {problems}") from None
     return _resolve_paths(cfg, root)
 
 
-def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], Path]:
-    """The merged settings of `path` and its bases, and the root-most base file."""
+def _describe(error: Any, origins: _Origins) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    # The nearest enclosing key whose origin is known: a missing key has none of its own.
+    source = next((origins[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in origins), None)
+    return f"{'.'.join(loc)}: {error['msg']}" + (f" ({source})" if source else "")
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, first_line: int, line: int):
+        super().__init__(f"duplicate key {key} (line {line}; first given on line {first_line})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping; PyYAML would silently keep
+    the last one, so of two edits to one setting, one would be ignored."""
+
+    def construct_document(self, node):
+        _refuse_duplicate_keys(node, (), set())
+        return super().construct_document(node)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: tuple[str, ...], visited: set[int]) -> None:
+    if id(node) in visited:  # an alias seen before (aliases may even be recursive)
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: overriding is its point
+                continue
+            key = (key_node.tag, str(key_node.value))
+            dotted = ".".join((*path, key[1]))
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise _DuplicateKeyError(dotted, first[key], line)
+            first[key] = line
+            _refuse_duplicate_keys(value_node, (*path, key[1]), visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, (*path, str(i)), visited)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: plain data, no Python objects
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], Path, _Origins]:
+    """The merged settings of `path` and its bases, the root-most base file, and which file set
+    each key."""
     if path in seen:
         raise ConfigError(f"config {path} extends itself through {[str(p) for p in seen]}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _load_yaml(path.read_text()) or {}
+    except _DuplicateKeyError as err:
+        raise ConfigError(f"invalid config {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
     base_name = data.pop("extends", None)
+    origins: _Origins = {}
     if base_name is None:
-        return data, path
-    base, base_file = _read_with_bases((path.parent / base_name).resolve(), seen + (path,))
-    return _deep_merge(base, data), base_file
+        _record_origins(origins, data, (), f"in {path}")
+        return data, path, origins
+    base, base_file, origins = _read_with_bases((path.parent / base_name).resolve(), seen + (path,))
+    _record_origins(origins, data, (), f"in {path}")
+    return _deep_merge(base, data), base_file, origins
+
+
+def _record_origins(origins: _Origins, data: Any, path: tuple[str, ...], origin: str) -> None:
+    """Mark every key of `data` under `path` as set by `origin`; a value that replaces a whole
+    section takes over the keys below it."""
+    if path:
+        if not isinstance(data, dict):
+            for key in [k for k in origins if k[: len(path)] == path]:
+                del origins[key]
+        origins[path] = origin
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _record_origins(origins, value, (*path, str(key)), origin)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -665,20 +863,84 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _apply_env_overrides(
+    raw: dict[str, Any], origins: _Origins, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Merge every RECS__SECTION__KEY variable into `raw`. A variable whose name starts with
+    the prefix in any case is checked: one that is not spelt exactly as documented, or names no
+    setting, is an error rather than a setting silently left at its default."""
     result = raw
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX):
+        if not name.upper().startswith(ENV_PREFIX):
             continue
+        if name != name.upper():
+            raise ConfigError(
+                f"environment variable {name}: overrides are spelt in upper case "
+                f"({name.upper()}); as it is, it would set nothing"
+            )
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
         if len(keys) < 2 or not all(keys):
             raise ConfigError(f"environment override {name} must look like RECS__SECTION__KEY")
-        value = yaml.safe_load(environ[name])
+        _check_setting(name, keys)
+        try:
+            value = _load_yaml(environ[name])
+        except yaml.YAMLError as err:
+            raise ConfigError(f"environment variable {name} is not a YAML value: {err}") from None
         patch: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             patch = {key: patch}
         result = _deep_merge(result, patch)
+        _record_origins(origins, value, tuple(keys), f"set by environment variable {name}")
     return result
+
+
+def _check_setting(name: str, keys: list[str]) -> None:
+    """Raise ConfigError naming the variable unless `keys` is a path of Config's settings.
+
+    Below a mapping of free keys (spark.conf, monitor.checks, ...) any key goes: the mapping's
+    own validation checks them.
+    """
+    model: type[BaseModel] = Config
+    for depth, key in enumerate(keys):
+        fields = {(f.alias or n): f for n, f in model.model_fields.items() if n != "source_file"}
+        here = ".".join(keys[: depth + 1])
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = ""
+            if close:
+                hint = f"; did you mean {ENV_PREFIX}{'__'.join([*keys[:depth], close[0]]).upper()}?"
+            parent = ".".join(keys[:depth]) or "the config"
+            raise ConfigError(
+                f"environment variable {name} names no setting: {here} is not a key of "
+                f"{parent}{hint}"
+            )
+        annotation = fields[key].annotation
+        section = _section_of(annotation)
+        if section is not None:
+            model = section
+            continue
+        if depth < len(keys) - 1 and not _is_mapping(annotation):
+            raise ConfigError(
+                f"environment variable {name} names no setting: {here} is a value, not a section"
+            )
+        return
+
+
+def _type_args(annotation: Any) -> tuple[Any, ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    for arg in _type_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return any(typing.get_origin(arg) is dict for arg in _type_args(annotation))
 
 
 def _resolve_paths(cfg: Config, root: Path) -> Config:

@@ -2,7 +2,8 @@
 
 Under spark-submit the master and resources come from the submit command (the Airflow
 connection), so the same job runs on local[*] or a cluster unchanged; run directly with python,
-the config's `spark.master` applies.
+the config's `spark.master` applies. On a local master the driver listens on 127.0.0.1 only
+(`session_conf`), since its ports take no authentication.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import time
 from pathlib import Path
 
-from jobs.infra.config import Config
+from jobs.infra.config import Config, SparkConfig
 
 log = logging.getLogger("spark")
+
+LOOPBACK = "127.0.0.1"
 
 # Logged once the session is up; jobs.tools.bench sums it over a night's Spark stages.
 READY_MESSAGE = "spark session ready: %.1f s to start, %.1f s after the process started"
@@ -25,13 +28,49 @@ def get_spark(app_name: str, cfg: Config):
 
     started = time.perf_counter()
     builder = SparkSession.builder.appName(app_name)
-    for key, value in cfg.spark.conf.items():
+    submitted = _launched_by_spark_submit()
+    master = _submitted_master() if submitted else cfg.spark.master
+    for key, value in session_conf(cfg.spark, master, os.environ.get("SPARK_LOCAL_IP")).items():
         builder = builder.config(key, value)
-    if not _launched_by_spark_submit():
+    if not submitted:
         builder = builder.master(cfg.spark.master)
     session = builder.getOrCreate()
     log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
     return session
+
+
+def session_conf(spark: SparkConfig, master: str, local_ip: str | None) -> dict[str, str]:
+    """The settings a session starts with: `spark.conf`, and where the driver listens.
+
+    `master` is the session's master URL; `local_ip` the driver's SPARK_LOCAL_IP (None: unset).
+    The driver's RPC and block manager ports take no authentication, so on a local master
+    (local, local[N], local-cluster[...]) they bind to 127.0.0.1 unless `spark.bind_address`
+    names another address; on a cluster master, to `spark.bind_address` if set, else where
+    Spark puts them. Spark binds its web UI to SPARK_LOCAL_IP or else every interface, never to
+    a setting: wherever the driver is bound, the UI is off unless SPARK_LOCAL_IP is that address.
+
+    Raises ValueError when the UI is switched on explicitly but would listen elsewhere.
+    """
+    conf = dict(spark.conf)
+    address = spark.bind_address or (LOOPBACK if is_local(master) else None)
+    if address is None:
+        return conf
+    conf["spark.driver.bindAddress"] = address
+    conf["spark.driver.host"] = address
+    if local_ip != address:
+        if conf.get("spark.ui.enabled", "false").strip().lower() == "true":
+            raise ValueError(
+                f"spark.conf spark.ui.enabled is true, but the UI would listen on "
+                f"{local_ip or 'every interface'}: set SPARK_LOCAL_IP={address} to keep it "
+                f"on {address}, or turn it off"
+            )
+        conf["spark.ui.enabled"] = "false"
+    return conf
+
+
+def is_local(master: str) -> bool:
+    """True for masters that run the executors inside this machine's driver process or beside it."""
+    return master == "local" or master.startswith(("local[", "local-cluster["))
 
 
 def process_age_seconds() -> float:
@@ -48,3 +87,15 @@ def process_age_seconds() -> float:
 def _launched_by_spark_submit() -> bool:
     # spark-submit starts the Python driver with the gateway port in its environment.
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _submitted_master() -> str:
+    """The --master of the spark-submit that started this driver.
+
+    spark-submit's JVM already holds it (as the system property spark.master); connecting to
+    that JVM starts no context, so the bind settings can still be chosen before one exists.
+    """
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return SparkConf().get("spark.master", "")

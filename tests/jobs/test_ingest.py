@@ -441,3 +441,54 @@ def test_text_ids_become_stable_integers_and_the_dictionary_keeps_the_text(spark
     # The same text gets the same id on a later night, with no state carried over.
     again = spark.createDataFrame([("85123A",)], "t string").select(text_id(F.col("t"))).first()
     assert again[0] == rows[0].item_id
+
+
+@pytest.fixture(params=[None, 40], ids=["one-split", "40-byte-splits"])
+def split_bytes(spark, request):
+    """Spark's file split size for the test: its default, or 40 bytes, so that a record's lines
+    fall into different splits (partitions) of one file."""
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    if request.param:
+        spark.conf.set(key, str(request.param))
+    yield request.param
+    spark.conf.set(key, before)
+
+
+def test_csv_quoting_follows_rfc_4180_and_a_broken_record_is_never_half_accepted(
+    spark, cfg, split_bytes
+):
+    cfg = _with_sources(
+        cfg, SourceConfig(name="rr", layout="retailrocket"), max_quarantine_rate=1.0
+    )
+    lines = [
+        RR_HEADER,
+        f'{T0},1,transaction,10,"tx ""7"""',  # a doubled quote is one quote
+        f'{T0 + 1},2,transaction,11,"tx\n8"',  # a line break inside quotes: one record
+        f'{T0 + 2},3,"view\n",12,',  # ... parsed whole, and quarantined whole
+        f"{T0 + 3},4,view,13,",
+        f'{T0 + 4},5,"view,14,',  # a quote that never closes: this line and every one after
+        f"{T0 + 5},6,view,15,",
+    ]
+    path = _land(cfg, "rr", D, "events.csv", lines)
+    if split_bytes:
+        assert spark.read.text(str(path)).rdd.getNumPartitions() > 4
+
+    report = ingest(cfg, D, spark)
+
+    bronze = _bronze(spark, cfg).orderBy("event_ts").collect()
+    assert [(r.visitor_id, r.event_type, r.transaction_id) for r in bronze] == [
+        (1, "purchase", 'tx "7"'),
+        (2, "purchase", "tx\n8"),
+        (4, "view", None),
+    ]
+    quarantine = spark.read.parquet(str(Lake(cfg.paths.lake).partition("quarantine", "rows", D)))
+    assert sorted((r.raw_line, r.reason) for r in quarantine.collect()) == [
+        (f'{T0 + 2},3,"view\n",12,', "unknown_event_type"),
+        (f'{T0 + 4},5,"view,14,', "unclosed_quote"),
+        (f"{T0 + 5},6,view,15,", "unclosed_quote"),
+    ]
+    # 8 lines after the header make 6 records: each is accepted or quarantined, once.
+    counts = report["files"][str(path)]
+    assert (counts["raw_rows"], counts["accepted"], counts["quarantined"]) == (6, 3, 3)
+    assert report["raw_rows"] == report["accepted"] + report["quarantined"] == 6

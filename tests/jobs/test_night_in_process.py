@@ -203,12 +203,15 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
 
     # Night one elsewhere: a fresh registry and bucket, item-kNN among the baselines, the bad
     # model. The gate publishes the best baseline rather than nothing.
-    extra = (
-        f"{bad}evaluate:\n  baselines: [popularity, recent_popularity, item_knn, user_knn]\n"
+    extra = f"{bad}evaluate:\n  baselines: [popularity, recent_popularity, item_knn, user_knn]\n"
+    # Its own registry: an overlay on the overlay (a second mlflow: key in one file is an error).
+    fresh_overlay = tmp_path / "fresh.yaml"
+    fresh_overlay.write_text(
+        f"extends: {write_overlay(s3_endpoint, 'fresh', extra)}\n"
         f"mlflow:\n  tracking_uri: sqlite:///{tmp_path / 'fresh.db'}\n"
         f"  artifact_root: {tmp_path / 'fresh-artifacts'}\n"
     )
-    fresh_cfg = load_config(write_overlay(s3_endpoint, "fresh", extra), environ={})
+    fresh_cfg = load_config(fresh_overlay, environ={})
     client.create_bucket(Bucket="fresh")
     fresh = _night(fresh_cfg, spark, "night-one", spark_stages=False)
     assert fresh["gate"]["decision"] == "baseline_promoted"
