@@ -346,9 +346,9 @@ def run(cfg: Config, run_date: date) -> dict:
 
     lake = Lake(cfg.paths.lake)
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
-    train = read_partition(lake, "splits", "train", run_date, columns)
-    test = read_partition(lake, "splits", "test", run_date, columns)
-    catalog = read_partition(lake, "splits", "catalog", run_date)
+    train = read_partition(lake, "splits", "train", run_date, columns, producer="split")
+    test = read_partition(lake, "splits", "test", run_date, columns, producer="split")
+    catalog = read_partition(lake, "splits", "catalog", run_date, producer="split")
     cutoff = pd.Timestamp(lake.read_stage_report(run_date, "split")["cutoff"])
     trained = lake.read_stage_report(run_date, "train")
     ks, n = cfg.evaluate.k, max(cfg.evaluate.k)

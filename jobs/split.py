@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     """The train and test splits and the cutoff's catalog for `run_date`; return the report."""
     lake = Lake(cfg.paths.lake)
-    silver = lake.partition("silver", "events", run_date)
+    silver = lake.complete("silver", "events", run_date, producer="clean")
     events = spark.read.parquet(str(silver))
     cutoff = cutoff_for(run_date, cfg.split.test_days)
     rule = f"last {cfg.split.test_days} days"

@@ -106,7 +106,7 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
     cutoff = pd.Timestamp(split["cutoff"])
     train_path = lake.partition("splits", "train", run_date)
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
-    events = read_partition(lake, "splits", "train", run_date, columns)
+    events = read_partition(lake, "splits", "train", run_date, columns, producer="split")
     if events.empty:
         raise EmptyTrainingSetError(f"no training events in {train_path}")
 

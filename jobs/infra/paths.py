@@ -26,6 +26,10 @@ def end_of_day(run_date: date) -> datetime:
     return datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
+class IncompletePartitionError(FileNotFoundError):
+    """A partition a stage reads is missing, or the Spark job writing it did not finish."""
+
+
 @dataclass(frozen=True)
 class Lake:
     root: Path
@@ -35,6 +39,22 @@ class Lake:
 
     def partition(self, layer: str, table: str, run_date: date) -> Path:
         return self.table(layer, table) / f"dt={run_date.isoformat()}"
+
+    def complete(self, layer: str, table: str, run_date: date, producer: str) -> Path:
+        """The partition's path if `producer` (the stage writing it) finished it, else an
+        IncompletePartitionError naming it: Spark writes _SUCCESS only once every file is in,
+        so a killed run's leftovers are never read as data."""
+        path = self.partition(layer, table, run_date)
+        if not path.is_dir():
+            raise IncompletePartitionError(
+                f"no {layer}/{table} partition at {path}: run {producer} for {run_date} first"
+            )
+        if not (path / "_SUCCESS").exists():
+            raise IncompletePartitionError(
+                f"{path} is incomplete (no _SUCCESS marker): the {producer} run writing it did "
+                f"not finish. Run {producer} for {run_date} again"
+            )
+        return path
 
     def dates_until(self, layer: str, table: str, run_date: date) -> list[date]:
         """Dates of the table's partitions up to and including run_date, oldest first."""
@@ -153,10 +173,15 @@ def partition_digest(partition: Path) -> str:
     return digest.hexdigest()
 
 
-def read_partition(lake: Lake, layer: str, table: str, run_date: date, columns=None):
-    """A lake partition as a pandas DataFrame (for the single-process stages)."""
+def read_partition(
+    lake: Lake, layer: str, table: str, run_date: date, columns=None, producer: str | None = None
+):
+    """A lake partition as a pandas DataFrame (for the single-process stages). With `producer`
+    (the Spark stage writing it), a partition that stage did not finish is an error."""
     import pandas as pd
 
+    if producer is not None:
+        return pd.read_parquet(lake.complete(layer, table, run_date, producer), columns=columns)
     path = lake.partition(layer, table, run_date)
     if not path.is_dir():
         raise FileNotFoundError(f"partition not found: {path}: did the stage that writes it run?")

@@ -345,8 +345,18 @@ class DateWriter:
         return Publication(self.bucket, run_prefix, manifest, latest=None)
 
     def _verify(self, expected: dict[str, tuple[int, str]]) -> None:
+        from botocore.exceptions import ClientError
+
         for key, (size, checksum) in expected.items():
-            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            except ClientError as error:
+                if _code(error) not in {"NoSuchKey", "404"}:
+                    raise
+                raise PublicationError(
+                    f"s3://{self.bucket}/{key}: uploaded but no longer in the store (deleted "
+                    "by someone else or a lifecycle rule?); no pointer moved"
+                ) from error
             stored_size, stored = head["ContentLength"], head.get("ChecksumSHA256")
             if stored_size != size or not _same_checksum(stored, checksum):
                 raise PublicationError(

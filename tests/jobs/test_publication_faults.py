@@ -200,6 +200,22 @@ def test_same_size_corruption_in_the_store_is_caught_and_the_good_run_survives(b
     )
 
 
+def test_an_object_deleted_before_verification_fails_naming_it(bucket, tmp_path):
+    client, storage = bucket
+    good = _files(tmp_path / "good", {"p.jsonl": b"good rows\n"})
+    publish(client, storage, "recs", date(2015, 9, 17), "good", good, {})
+
+    def delete(filename, bucket_name, key, failed, **kwargs):
+        client.delete_object(Bucket=bucket_name, Key=key)
+
+    new = _files(tmp_path / "new", {"p.jsonl": b"next rows\n"})
+    with pytest.raises(PublicationError, match=r"run=gone/p.jsonl: uploaded but no longer"):
+        publish(
+            _Wrapped(client, after={"upload_file": delete}), storage, "recs", DAY, "gone", new, {}
+        )
+    assert _latest_run(client, storage.bucket) == "good"
+
+
 def test_retention_never_deletes_the_run_a_pointer_names(bucket, tmp_path):
     client, storage = bucket
     files = _files(tmp_path, {"a.jsonl": b"1\n"})

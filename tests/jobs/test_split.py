@@ -2,11 +2,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from jobs.infra.paths import IncompletePartitionError, Lake
 from jobs.split import (
     LeakageError,
     check_no_leakage,
     cutoff_for,
     quantile_cutoff,
+    run,
     split_by_time,
     validation_cutoff_for,
 )
@@ -72,3 +74,11 @@ def test_leakage_guard_names_what_leaked():
         check_no_leakage(_report(datetime(2015, 9, 5), datetime(2015, 9, 5)))
     with pytest.raises(LeakageError, match="2 items first seen at or after"):
         check_no_leakage(_report(datetime(2015, 9, 4), datetime(2015, 9, 5), late_items=2))
+
+
+def test_split_on_a_killed_cleans_output_names_the_partition_and_the_stage(cfg):
+    silver = Lake(cfg.paths.lake).partition("silver", "events", date(2015, 9, 18))
+    silver.mkdir(parents=True)
+    (silver / "part-00000.parquet").write_bytes(b"PAR1 half")  # no _SUCCESS: clean was killed
+    with pytest.raises(IncompletePartitionError, match=f"{silver} is incomplete.*Run clean"):
+        run(cfg, date(2015, 9, 18), None)  # fails before it needs Spark

@@ -717,9 +717,10 @@ def test_missing_partition_names_the_path_and_removes_an_earlier_verdict(cfg):
     lake.write_stage_report(RUN_DATE, "validate", {"run_date": "2015-09-18", "success": True})
     for layer, table in [("bronze", "events"), ("bronze", "catalog")]:
         lake.partition(layer, table, RUN_DATE).mkdir(parents=True)
+        (lake.partition(layer, table, RUN_DATE) / "_SUCCESS").touch()
     expected = cfg.paths.lake / "silver" / "events" / "dt=2015-09-18"
 
-    with pytest.raises(FileNotFoundError, match=re.escape(f"{expected}: did the clean stage run?")):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{expected}: run clean for 2015-09-18")):
         run(cfg, RUN_DATE, None)  # fails before it needs Spark
 
     # train must not find the earlier run's success for data that was never validated.

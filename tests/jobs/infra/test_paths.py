@@ -2,7 +2,14 @@ from datetime import date
 
 import pytest
 
-from jobs.infra.paths import Lake, partition_digest, read_lineage, trace_lineage, write_lineage
+from jobs.infra.paths import (
+    IncompletePartitionError,
+    Lake,
+    partition_digest,
+    read_lineage,
+    trace_lineage,
+    write_lineage,
+)
 
 D = date(2015, 9, 18)
 
@@ -43,3 +50,17 @@ def test_partition_digest_ignores_file_names_and_bookkeeping(tmp_path):
     assert partition_digest(one) == partition_digest(two)
     pq.write_table(pa.table({"item_id": [3, 1, 4]}), two / "part-00000-bbb.parquet")
     assert partition_digest(one) != partition_digest(two)
+
+
+def test_complete_names_a_missing_or_unfinished_partition_and_its_producer(tmp_path):
+    lake = Lake(tmp_path)
+    day = date(2015, 9, 18)
+    with pytest.raises(IncompletePartitionError, match="no silver/events partition at .*run clean"):
+        lake.complete("silver", "events", day, producer="clean")
+    partition = lake.partition("silver", "events", day)
+    partition.mkdir(parents=True)
+    (partition / "part-00000.parquet").write_bytes(b"half a file")  # a killed clean's leftovers
+    with pytest.raises(IncompletePartitionError, match=r"dt=2015-09-18 is incomplete .*clean"):
+        lake.complete("silver", "events", day, producer="clean")
+    (partition / "_SUCCESS").touch()
+    assert lake.complete("silver", "events", day, producer="clean") == partition
