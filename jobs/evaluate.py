@@ -382,7 +382,8 @@ def run(cfg: Config, run_date: date) -> dict:
     lists: dict[str, pd.DataFrame] = {}
     results: dict[str, dict] = {}
     seconds: dict[str, float] = {}
-    for name in ["popularity"] + [m for m in models if m != "popularity"]:
+    order = ["popularity"] + [m for m in models if m != "popularity"]
+    for done, name in enumerate(order, start=1):
         started = time.perf_counter()
         asked = truths["main"][VISITOR_ID].unique() if name == "oracle" else visitors
         lists[name] = models[name].recommend(asked, n, exclude=exclude)
@@ -395,7 +396,12 @@ def run(cfg: Config, run_date: date) -> dict:
         else:
             results[name] = score_model(lists[name], truths, ks, context, segments, expected)
         log.info(
-            "evaluate %s: ndcg@10 %.4f (%.1fs)", name, results[name]["ndcg_at_10"], seconds[name]
+            "evaluate: %s scored (%d of %d models), ndcg@10 %.4f in %.1f s",
+            name,
+            done,
+            len(order),
+            results[name]["ndcg_at_10"],
+            seconds[name],
         )
         if name not in ("popularity", "challenger"):  # the audit reads only their top slots
             lists[name] = lists[name][lists[name][RANK] <= SHOWN].reset_index(drop=True)

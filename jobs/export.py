@@ -55,6 +55,7 @@ from jobs.feeds.sources import ID_COLUMN, RAW_ID
 from jobs.infra.cli import parse_stage_args
 from jobs.infra.config import Config
 from jobs.infra.paths import Lake, end_of_day, read_partition
+from jobs.infra.progress import Progress
 from jobs.infra.schemas import (
     AVAILABLE,
     CATEGORY_ID,
@@ -224,6 +225,7 @@ def write_recommendations(
     exclude = exclude.sort_values(VISITOR_ID)
     excluded_visitors = exclude[VISITOR_ID].to_numpy()
     files, counts = [], {"users": 0, "rows": 0, "rows_by_source": {}}
+    progress = Progress(log, "recommendations", len(visitors), "visitors")
     for part, start in enumerate(range(0, len(visitors), per_file)):
         batch = visitors[start : start + per_file]
         lo = np.searchsorted(excluded_visitors, batch[0], side="left")
@@ -242,7 +244,7 @@ def write_recommendations(
             rows = names.restore(rows, {"user_id": VISITOR_ID, ITEM_ID: ITEM_ID})
         files += write_part(rows, out_dir, part, "user_id", "userId", ITEM_ID)
         _count(counts, rows, "user_id")
-        log.info("recommendations: %d of %d visitors written", counts["users"], len(visitors))
+        progress.advance(len(batch))
     return files, counts
 
 
@@ -261,6 +263,7 @@ def write_similar_items(
     """Similar items for `items` (sorted), batch by batch; returns the files and counts."""
     _reset(out_dir)
     files, counts = [], {"items": 0, "rows": 0, "rows_by_source": {}}
+    progress = Progress(log, "similar items", len(items), "items")
     for part, start in enumerate(range(0, len(items), per_file)):
         sims = recommender.similar_items(
             items[start : start + per_file], m, fallback, catalog, unavailable
@@ -271,7 +274,7 @@ def write_similar_items(
             rows = names.restore(rows, {ITEM_ID: ITEM_ID, SIMILAR_ITEM_ID: ITEM_ID})
         files += write_part(rows, out_dir, part, ITEM_ID, "itemId", SIMILAR_ITEM_ID)
         _count(counts, rows, ITEM_ID)
-        log.info("similar items: %d of %d items written", counts["items"], len(items))
+        progress.advance(len(items[start : start + per_file]))
     return files, counts
 
 

@@ -82,6 +82,79 @@ def s3_endpoint(config_path: Path, log_path: Path, env: dict[str, str] | None = 
         log.close()
 
 
+# What each stage's report says it did, for the progress lines: report key path, label.
+STAGE_FACTS = {
+    "ingest": (("accepted",), "rows accepted"),
+    "clean": (("rows_out",), "rows kept"),
+    "split": (("train", "rows"), "training rows"),
+    "train": (("visitors",), "visitors modelled"),
+    "export": (("recommendations", "users"), "visitors' lists published"),
+}
+
+
+def stage_fact(report: dict, stage: str) -> str | None:
+    """The report's headline figure for `stage`, e.g. '12,345 rows accepted'; None if absent."""
+    if stage not in STAGE_FACTS:
+        return None
+    path, label = STAGE_FACTS[stage]
+    value: object = report
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return f"{value:,} {label}" if isinstance(value, int) else None
+
+
+def task_changes(db: Path, dag_id: str, seen: dict[str, str]) -> list[tuple[str, str, float]]:
+    """(task, state, seconds) for each task of the newest run of `dag_id` whose state changed
+    since `seen` (task -> state, updated in place), in start order; reads Airflow's SQLite DB."""
+    import sqlite3
+
+    if not db.is_file():
+        return []
+    query = (
+        "SELECT ti.task_id, ti.state, ti.duration FROM task_instance ti "
+        "WHERE ti.dag_id = ? AND ti.run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? "
+        "ORDER BY id DESC LIMIT 1) AND ti.state IS NOT NULL ORDER BY ti.start_date, ti.task_id"
+    )
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            rows = conn.execute(query, (dag_id, dag_id)).fetchall()
+    except sqlite3.Error:  # the database is being migrated or written: ask again later
+        return []
+    changed = []
+    for task, state, seconds in rows:
+        if seen.get(task) != state:
+            seen[task] = state
+            changed.append((task, state, seconds or 0.0))
+    return changed
+
+
+def _watch_dag(cmd: list[str], env: dict[str, str], log_path: Path, lake: Lake, day: date):
+    """Run `airflow dags test`, printing each task as it starts and ends with its duration and
+    headline figure; on failure, the log's last lines."""
+    db, seen = Path(env["AIRFLOW_HOME"]) / "airflow.db", {}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            finished = proc.poll() is not None
+            for task, state, seconds in task_changes(db, DAG_ID, seen):
+                line = f"[demo] {time.strftime('%H:%M:%S')} {task}: {state}"
+                if state in ("success", "failed", "skipped", "upstream_failed"):
+                    line += f" after {seconds:.0f} s"
+                report = lake.stage_report(day, task)
+                if state == "success" and report.is_file():
+                    fact = stage_fact(json.loads(report.read_text()), task)
+                    line += f", {fact}" if fact else ""
+                print(line, flush=True)
+            if finished:
+                break
+            time.sleep(2)
+    if proc.returncode != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-40:])
+        raise SystemExit(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}); log {log_path}:\n{tail}"
+        )
+
+
 def _run(cmd: list[str], env: dict[str, str], log_path: Path) -> None:
     with log_path.open("w") as log:
         done = subprocess.run(cmd, env=env, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
@@ -158,7 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             f"[demo] S3 endpoint up at {cfg.storage.endpoint_url}; running {DAG_ID} for "
             f"{args.date} through Airflow (log: {logs / 'dag.log'})"
         )
-        _run(["airflow", "dags", "test", DAG_ID, args.date.isoformat()], env, logs / "dag.log")
+        _watch_dag(
+            ["airflow", "dags", "test", DAG_ID, args.date.isoformat()],
+            env,
+            logs / "dag.log",
+            Lake(cfg.paths.lake),
+            args.date,
+        )
         summary = subprocess.run(
             [
                 sys.executable,
