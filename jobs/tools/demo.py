@@ -104,8 +104,9 @@ def stage_fact(report: dict, stage: str) -> str | None:
 
 
 def task_changes(db: Path, dag_id: str, seen: dict[str, str]) -> list[tuple[str, str, float]]:
-    """(task, state, seconds) for each task of the newest run of `dag_id` whose state changed
-    since `seen` (task -> state, updated in place), in start order; reads Airflow's SQLite DB."""
+    """(task, state, seconds) for each task of the newest run of `dag_id` that started and whose
+    state changed since `seen` (task -> state, updated in place), in start order; reads
+    Airflow's SQLite DB. Queued and scheduled are left out: a person watches runs and ends."""
     import sqlite3
 
     if not db.is_file():
@@ -113,7 +114,8 @@ def task_changes(db: Path, dag_id: str, seen: dict[str, str]) -> list[tuple[str,
     query = (
         "SELECT ti.task_id, ti.state, ti.duration FROM task_instance ti "
         "WHERE ti.dag_id = ? AND ti.run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? "
-        "ORDER BY id DESC LIMIT 1) AND ti.state IS NOT NULL ORDER BY ti.start_date, ti.task_id"
+        "ORDER BY id DESC LIMIT 1) AND ti.state IN ('running', 'success', 'failed', 'skipped', "
+        "'upstream_failed', 'up_for_retry') ORDER BY ti.start_date, ti.task_id"
     )
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:

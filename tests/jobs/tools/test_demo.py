@@ -27,7 +27,8 @@ def test_task_changes_reports_each_new_state_of_the_newest_run_once(tmp_path):
             ("ingest", DAG_ID, "old", "success", 9.0, "2015-09-17"),
             ("ingest", DAG_ID, "new", "success", 41.2, "2026-12-07 05:00"),
             ("clean", DAG_ID, "new", "running", None, "2026-12-07 05:01"),
-            ("split", DAG_ID, "new", None, None, None),
+            ("split", DAG_ID, "new", "scheduled", None, None),
+            ("train", DAG_ID, "new", None, None, None),
         ],
     )
     seen: dict[str, str] = {}
