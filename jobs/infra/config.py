@@ -527,7 +527,7 @@ class EvaluateConfig(_Section):
 
 
 class GateConfig(_Section):
-    min_lift_over_baseline: float = Field(0.10, ge=0)
+    min_lift_over_baseline: float = Field(0.05, ge=0)
     max_regression_vs_champion: float = Field(0.02, ge=0, le=1)
 
 
