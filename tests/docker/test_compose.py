@@ -404,7 +404,7 @@ def test_moto_is_installed_for_local_runs_and_tests_but_not_in_the_image():
     image = _locked_packages(*selections.pop())
     assert "moto" not in image and "pytest" not in image
     assert {"apache-airflow", "mlflow", "apache-airflow-providers-postgres", "boto3"} <= image
-    assert {"moto", "pytest"} <= _locked_packages()  # what `make install` syncs
+    assert {"moto", "psutil", "pytest"} <= _locked_packages()  # what `make install` syncs
     # Nothing the wheel ships imports moto (jobs/tools, excluded from it, may).
     shipped = [p for p in (PROJECT_ROOT / "jobs").rglob("*.py") if "tools" not in p.parts]
     assert not [p for p in shipped if re.search(r"^\s*(from|import) moto\b", p.read_text(), re.M)]
