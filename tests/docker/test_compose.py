@@ -4,8 +4,9 @@ No image is built and no container started here. What holds instead: the compose
 Compose Specification's JSON schema; its services, hosts, ports, volumes and files refer to one
 another consistently; the Airflow components agree on their image, database and secrets; the
 pipeline's RECS__ settings load as a valid config; the image installs only locked dependency
-groups, and not moto, which only local runs and tests need. When the tools are on PATH (or in the venv), `docker compose config` parses the file and
-hadolint lints the Dockerfiles; otherwise those two tests are skipped, saying why.
+groups, and not moto, which only local runs and tests need. When the tools are on PATH (or in the
+venv), `docker compose config` parses the file and hadolint lints the Dockerfiles; otherwise those
+two tests are skipped, saying why.
 """
 
 from __future__ import annotations
