@@ -1,9 +1,18 @@
-"""The MLflow pyfunc wrapper of a saved recommender, whichever family it is."""
+"""The MLflow pyfunc wrapper of a saved recommender, whichever family it is.
+
+A logged model is self-contained: it carries the code it unpickles and runs (`SHIPPED`, copied
+under the model's `code/`), pinned pip requirements, a signature and an input example, so
+`mlflow.pyfunc.load_model("models:/NAME@champion")` works in any project or serving container
+that installs `requirements.txt`, without this repository.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import types
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -30,6 +39,25 @@ FAMILIES = {
     )
 }
 
+# The modules a loaded model imports, relative to the `jobs` package: the wrapper, the families
+# and what they import. None of them imports pyspark or the platform's config at load time.
+SHIPPED = (
+    "__init__.py",
+    "infra/__init__.py",
+    "infra/schemas.py",
+    "recommenders/__init__.py",
+    "recommenders/pyfunc.py",
+    "recommenders/base.py",
+    "recommenders/interactions.py",
+    "recommenders/als.py",
+    "recommenders/ease.py",
+    "recommenders/neighbours.py",
+    "recommenders/popularity.py",
+    "recommenders/repeat.py",
+)
+# What that code imports at serving time (pyarrow: the repeat family's parquet history).
+SERVING_PACKAGES = ("mlflow", "cloudpickle", "implicit", "numpy", "pandas", "pyarrow", "scipy")
+
 
 def load_recommender(uri: str):
     """The recommender inside a logged pyfunc model (e.g. ``models:/NAME/3``), any family."""
@@ -55,9 +83,25 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
         return self.recommender.recommend(model_input[VISITOR_ID].to_numpy(), n)
 
 
+def serving_requirements() -> list[str]:
+    """The pip requirements of a logged model: `SERVING_PACKAGES` pinned to the versions here."""
+    return [f"{name}=={version(name)}" for name in SERVING_PACKAGES]
+
+
+def stage_code(destination: Path) -> Path:
+    """Copy the `SHIPPED` modules into `destination`/jobs; returns that folder (a code path)."""
+    package = Path(__file__).resolve().parents[1]
+    for relative in SHIPPED:
+        target = destination / "jobs" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / relative, target)
+    return destination / "jobs"
+
+
 def log_model(recommender, model_dir: Path, model_name: str):
-    """Save `recommender` to `model_dir`, log it to the active MLflow run as a pyfunc model with
-    a signature, and register it as a new version of `model_name`."""
+    """Save `recommender` to `model_dir`, log it to the active MLflow run as a self-contained
+    pyfunc model (code, requirements, signature, input example), and register it as a new
+    version of `model_name`."""
     from mlflow.models import infer_signature
 
     recommender.save(model_dir)
@@ -68,13 +112,22 @@ def log_model(recommender, model_dir: Path, model_name: str):
     signature = infer_signature(
         example, recommender.recommend(example[VISITOR_ID].to_numpy(), 3), params={"n": 10}
     )
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=RecommenderPyfunc(),
-        artifacts={"recommender": str(model_dir)},
-        signature=signature,
-        registered_model_name=model_name,
-    )
+    with tempfile.TemporaryDirectory() as staging:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=RecommenderPyfunc(),
+            artifacts={"recommender": str(model_dir)},
+            code_paths=[str(stage_code(Path(staging)))],
+            signature=signature,
+            input_example=example,
+            # Pinned here rather than inferred: MLflow's inference exports the whole uv.lock
+            # (Airflow, Spark) when the working directory is the repo, and otherwise loads the
+            # model in a subprocess per version logged. The staging folder holds no uv project,
+            # so no uv.lock is copied into the model either.
+            pip_requirements=serving_requirements(),
+            uv_project_path=staging,
+            registered_model_name=model_name,
+        )
 
 
 def _answer_to_the_old_module_path() -> None:

@@ -13,6 +13,8 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
+
 HOST = "127.0.0.1"
 
 
@@ -41,46 +43,42 @@ def free_port() -> int:
 
 
 def group_members(pgid: int, reap_leader: bool = True) -> list[int]:
-    """Live (not zombie) processes in process group `pgid`, from /proc. The leader, when it is
-    our exited child, is reaped first unless `reap_leader` is false (the caller waits for it)."""
+    """Live (not zombie) processes in process group `pgid`. The leader, when it is our exited
+    child, is reaped first unless `reap_leader` is false (the caller waits for it)."""
     if reap_leader:
         reap(pgid)
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return members
+    return [proc.pid for proc in _live_in_group(pgid)]
 
 
 def group_usage(pgid: int) -> dict[int, tuple[float, int]]:
     """{pid: (CPU seconds so far, resident bytes)} of every live process in group `pgid`; the
     leader is left for the caller to wait for (and collect its rusage)."""
-    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
     usage = {}
-    for pid in group_members(pgid, reap_leader=False):
-        with contextlib.suppress(OSError, IndexError):  # it ended while we looked
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            # after the command: state(3) ... utime(14) stime(15) ... rss(24), 1-based
-            usage[pid] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[21]) * page)
+    for proc in _live_in_group(pgid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # it just ended
+            cpu = proc.cpu_times()
+            usage[proc.pid] = (cpu.user + cpu.system, proc.memory_info().rss)
     return usage
 
 
 def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every live process in group `pgid`, summed, in MB (from /proc)."""
-    total_kb = 0
-    for pid in group_members(pgid):
-        with contextlib.suppress(OSError):  # the process ended while we looked
-            status = Path(f"/proc/{pid}/status").read_text()
-            total_kb += next(
-                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")),
-                0,
-            )
-    return round(total_kb / 1024, 1)
+    """Resident memory of every live process in group `pgid`, summed, in MB."""
+    reap(pgid)
+    total = 0
+    for proc in _live_in_group(pgid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # it just ended
+            total += proc.memory_info().rss
+    return round(total / 2**20, 1)
+
+
+def _live_in_group(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        # psutil has no process-group attribute; os.getpgid reads it for any pid.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+    return members
 
 
 def stop_group(pgid: int, timeout: float) -> bool:

@@ -4,8 +4,9 @@ No image is built and no container started here. What holds instead: the compose
 Compose Specification's JSON schema; its services, hosts, ports, volumes and files refer to one
 another consistently; the Airflow components agree on their image, database and secrets; the
 pipeline's RECS__ settings load as a valid config; the image installs only locked dependency
-groups. When the tools are on PATH (or in the venv), `docker compose config` parses the file and
-hadolint lints the Dockerfiles; otherwise those two tests are skipped, saying why.
+groups, and not moto, which only local runs and tests need. When the tools are on PATH (or in the
+venv), `docker compose config` parses the file and hadolint lints the Dockerfiles; otherwise those
+two tests are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -377,6 +378,37 @@ def test_image_installs_only_locked_dependency_groups():
         "missing in pyproject.toml"
     )
     assert groups - set(project["metadata"].get("requires-dev", {})) == set(), "run `uv lock`"
+
+
+def _locked_packages(*selection: str) -> set[str]:
+    """The names `uv export` gives for the lock under `selection` (uv sync's group flags)."""
+    uv = _tool("uv") or shutil.which("uv", path=str(PROJECT_ROOT / ".tools" / "bin"))
+    if uv is None:
+        pytest.skip("uv is not on PATH nor in .tools/bin: run `make install`")
+    export = subprocess.run(
+        [uv, "export", "--frozen", "--no-hashes", "--no-emit-project", *selection],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {line.split("==")[0] for line in export.stdout.splitlines() if "==" in line}
+
+
+def test_moto_is_installed_for_local_runs_and_tests_but_not_in_the_image():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    syncs = re.findall(r"uv sync --locked ((?:--[a-z-]+(?: [a-z]+)? ?)*)", dockerfile)
+    # Both syncs (dependencies, then the project) select the same groups.
+    selections = {tuple(s.replace("--no-install-project", "").split()) for s in syncs}
+    assert len(syncs) == 2 and len(selections) == 1, syncs
+    image = _locked_packages(*selections.pop())
+    assert "moto" not in image and "pytest" not in image
+    assert {"apache-airflow", "mlflow", "apache-airflow-providers-postgres", "boto3"} <= image
+    assert {"moto", "psutil", "pytest"} <= _locked_packages()  # what `make install` syncs
+    # Nothing the wheel ships imports moto (jobs/tools, excluded from it, may).
+    shipped = [p for p in (PROJECT_ROOT / "jobs").rglob("*.py") if "tools" not in p.parts]
+    assert not [p for p in shipped if re.search(r"^\s*(from|import) moto\b", p.read_text(), re.M)]
 
 
 # --- scripts and Dockerfiles --------------------------------------------------------------------
