@@ -76,11 +76,26 @@ def without_dictionary_visitors(table: pa.Table, ids: list[int]) -> pa.Table:
 
 
 def without_raw_lines(table: pa.Table, raw_ids: list[str]) -> pa.Table:
-    """Quarantined rows minus raw lines carrying one of the ids as a whole field."""
+    """Quarantined rows minus raw lines carrying one of the ids as a whole field.
+
+    For quarantine partitions written before they had a visitor_id column: a whole field (CSV
+    or JSON) equal to an id matches, wherever it stands, so an item or transaction id equal to
+    the visitor's goes too; a number that merely contains the id does not.
+    """
     fields = "|".join(re.escape(i) for i in raw_ids)
-    pattern = rf'(^|[,{{:"\s]){fields}($|[,}}"\s])'
+    # The group matters: without it, `a|b` binds the boundaries to the first and last id only.
+    pattern = rf'(^|[,;\t{{:"\s])({fields})($|[,;\t}}"\s])'
     hit = pc.match_substring_regex(table[RAW_LINE], pattern)
     return table.filter(pc.invert(pc.fill_null(hit, False)))
+
+
+def without_quarantined_visitors(table: pa.Table, ids: list[int], raw_ids: list[str]) -> pa.Table:
+    """Quarantined rows minus the visitors' rows: matched on the visitor_id ingest parsed (the
+    bronze form: exact, and the only match a pseudonymized raw line allows), or, in partitions
+    older than that column, on the raw line's whole fields."""
+    if VISITOR_ID in table.column_names:
+        return without_visitors(table, VISITOR_ID, ids)
+    return without_raw_lines(table, raw_ids)
 
 
 def _rewrite(partition: Path, keep) -> int:
@@ -132,7 +147,7 @@ def erase(cfg: Config, raw_ids: list[str], key: bytes | None) -> dict:
         if n:
             removed[str(partition)] = n
     for partition in sorted(lake.table("quarantine", "rows").glob("dt=*")):
-        n = _rewrite(partition, lambda t: without_raw_lines(t, raw_ids))
+        n = _rewrite(partition, lambda t: without_quarantined_visitors(t, ids, raw_ids))
         if n:
             removed[str(partition)] = n
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.erase import erase, without_raw_lines, without_visitors
+from jobs.erase import erase, without_quarantined_visitors, without_raw_lines, without_visitors
 from jobs.feeds.privacy import bronze_visitor_ids, text_id_of
 from jobs.infra.paths import Lake
 from jobs.ingest import run as ingest
@@ -25,6 +25,24 @@ def test_without_raw_lines_matches_whole_fields_only():
     lines = ["1442534400000,7,view,10,", "1442534400000,77,view,7", '{"customer":"7"}', "x,17,y"]
     kept = without_raw_lines(pa.table({"raw_line": lines}), ["7"])
     assert kept["raw_line"].to_pylist() == ["x,17,y"]
+
+
+def test_without_raw_lines_with_several_ids_keeps_an_id_inside_a_timestamp():
+    # Ids 1442 and 400 appear inside the timestamp, never as a field of their own.
+    lines = ["1442534400000,9,view,10,", "1442534400000,1442,view,10,", "5,400,view,10,"]
+    kept = without_raw_lines(pa.table({"raw_line": lines}), ["1442", "400"])
+    assert kept["raw_line"].to_pylist() == ["1442534400000,9,view,10,"]
+
+
+def test_quarantined_rows_are_matched_on_the_parsed_visitor_not_the_line():
+    table = pa.table(
+        {
+            "raw_line": ["T,7,view,10,", "T,77,view,7,", "<redacted: 3 fields>", "T,x,view,7,"],
+            "visitor_id": pa.array([7, 77, 7, None], pa.int64()),
+        }
+    )
+    kept = without_quarantined_visitors(table, [7], ["7"])
+    assert kept["raw_line"].to_pylist() == ["T,77,view,7,", "T,x,view,7,"]
 
 
 def test_bronze_visitor_ids_are_the_integer_its_keyed_hash_or_its_text_id():
