@@ -1,4 +1,4 @@
-"""Erase visitors: remove every row of theirs from the lake and keep them out of future runs.
+"""Erase visitors: remove every row of theirs from every store and keep them out of future runs.
 
 For a data-subject erasure request. Given the shop's visitor ids (as the shop sends them; hashed
 here first when ingest pseudonymizes), it
@@ -6,13 +6,15 @@ here first when ingest pseudonymizes), it
 1. adds them to the erasure list ``lake/erasure/visitors/``, which ingest applies to every file
    it reads from then on (their rows are counted as `erased`, never stored);
 2. rewrites each lake partition that holds their rows without them: bronze and silver events,
-   removed visitors, train/test splits, the exported lists (text ids too), the id dictionary's
-   text of them, and quarantined raw lines that carry the id as a field;
-3. writes what it removed, per partition, to ``lake/erasure/log/<utc time>.json``.
+   removed visitors, train/test splits, the id dictionary's text of them, and quarantined rows
+   (matched on the visitor_id ingest parsed, exactly);
+3. rewrites the exported lists file by file (lake, staging leftovers, shadows) and every
+   published run on S3 with its manifest, under each date's lock;
+4. rewrites every registered model version without them, in place (docs/reliability.md,
+   "Erasure", says why redact and not retrain);
+5. writes each place and the rows removed to ``lake/erasure/log/<utc time>.json``.
 
-The next nightly run then neither trains on them nor exports a list for them. Not covered, and
-to be handled by their owners: the shop's landing files, MLflow model artifacts of earlier runs,
-and publications of earlier dates still in the bucket (they age out with export.retention_days).
+Not covered, and to be handled by their owners: the shop's landing files.
 
     python -m jobs.erase --config configs/local.yaml --visitor-id 257597 [--visitor-id ...]
 """
