@@ -228,6 +228,25 @@ def _traces(table: pa.Table, ids: set[int], texts: set[str]) -> int:
     return hits
 
 
+# Keys that hold visitor ids in any JSON the project writes; counts sit under other names
+# ("visitors": 4225), and the shop's ids are small integers a count can equal.
+ID_KEYS = {"visitor_id", "visitor_ids", "visitorid", "user_id", "user_ids", "userid"}
+
+
+def _json_traces(value, ids: set[int], key: str = "") -> int:
+    """Values equal to one of `ids` under an id key, anywhere in a parsed JSON document."""
+    if isinstance(value, dict):
+        return sum(_json_traces(v, ids, k) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_json_traces(v, ids, key) for v in value)
+    if key.lower() not in ID_KEYS or isinstance(value, bool):
+        return 0
+    try:
+        return int(int(value) in ids)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _file_traces(name: str, data: bytes, ids: set[int], texts: set[str]) -> int:
     if name.endswith(".parquet"):
         return _traces(pq.read_table(pa.BufferReader(data)), ids, texts)
@@ -236,7 +255,7 @@ def _file_traces(name: str, data: bytes, ids: set[int], texts: set[str]) -> int:
             json.loads(x)["input"].get("userId") in texts for x in data.decode().splitlines()
         )
     if name.endswith(".json"):
-        return len(_whole(ids).findall(data.decode()))
+        return _json_traces(json.loads(data), ids)
     return 0
 
 
