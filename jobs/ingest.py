@@ -41,7 +41,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.feeds.catalog import accepted_facts, facts_from_events, snapshot_catalog
-from jobs.feeds.privacy import visitor_key
+from jobs.feeds.privacy import pseudonymize, visitor_key
 from jobs.feeds.sources import (
     FIELDS_OK,
     ID_COLUMN,
@@ -78,6 +78,7 @@ from jobs.infra.schemas import (
     RAW_LINE,
     REASON,
     SOURCE,
+    VISITOR_ID,
 )
 from jobs.infra.spark import get_spark
 
@@ -172,7 +173,12 @@ def _first_line(path: Path) -> str:
 
 
 def _csv_rows(
-    spark: SparkSession, path: Path, columns: dict[str, str], source: str, layout: Layout
+    spark: SparkSession,
+    path: Path,
+    columns: dict[str, str],
+    source: str,
+    layout: Layout,
+    visitor_key: bytes | None = None,
 ) -> DataFrame:
     """Records of a CSV file (plain or gzip) as RFC 4180 reads them, and each mapped column's text.
 
@@ -183,6 +189,10 @@ def _csv_rows(
     record swallowing the rest of the file. The field count of each record is checked against
     the header (or the declared column_names), so short and long records are quarantined, not
     guessed at.
+
+    With a `visitor_key`, the raw line's visitor field is pseudonymized as bronze's id is (so a
+    quarantined line never keeps the shop's id); a line whose fields cannot be told apart
+    (wrong field count, unclosed quote) is redacted whole.
     """
     import csv
 
@@ -223,13 +233,43 @@ def _csv_rows(
         i = header.index(src)
         return F.when(F.col("_quoted"), F.col(f"_f._c{i}")).otherwise(F.get("_plain", i))
 
+    line = F.col(RAW_LINE)
+    if visitor_key is not None and VISITOR_ID in columns:
+        line = _pseudonymized_line(
+            header.index(columns[VISITOR_ID]), len(header), layout.delimiter, visitor_key
+        )
     return parsed.select(
-        RAW_LINE,
+        line.alias(RAW_LINE),
         F.lit(str(path)).alias(FILE),
         F.lit(source).alias(SOURCE),
         (F.col("_n") == len(header)).alias(FIELDS_OK),
         QUOTES_OK,
         *[field(src).alias(ours) for ours, src in columns.items()],
+    )
+
+
+def _pseudonymized_line(visitor: int, width: int, delimiter: str, key: bytes) -> Column:
+    """The record (over _csv_rows' `_plain`, `_f`, `_quoted`, `_n`) written back as RFC 4180
+    CSV with field `visitor` replaced by its keyed hash; other fields keep their text (a quoted
+    one is quoted again only where it needs to be). Redacted whole when the record has not
+    `width` fields or an unclosed quote: then no field is surely the visitor's."""
+
+    def cell(j: int) -> Column:
+        text = F.when(F.col("_quoted"), F.col(f"_f._c{j}")).otherwise(F.get("_plain", j))
+        if j == visitor:
+            trimmed = F.trim(text)  # as parse_events reads the id
+            text = F.when(trimmed != "", pseudonymize(trimmed, key).cast("string")).otherwise(text)
+        text = F.coalesce(text, F.lit(""))
+        special = F.lit(False)
+        for char in (delimiter, '"', "\n", "\r"):
+            special = special | text.contains(char)
+        quoted = F.concat(F.lit('"'), F.regexp_replace(text, '"', '""'), F.lit('"'))
+        return F.when(special, quoted).otherwise(text)
+
+    whole = F.concat_ws(delimiter, *[cell(j) for j in range(width)])
+    located = (F.col("_n") == width) & F.col(QUOTES_OK)
+    return F.when(located, whole).otherwise(
+        F.format_string("<redacted: %d fields, the visitor field not located>", F.col("_n"))
     )
 
 
@@ -290,9 +330,14 @@ def _join_quoted_line_breaks(lines: DataFrame, sep: str) -> tuple[DataFrame, int
 
 
 def _parquet_rows(
-    spark: SparkSession, path: Path, columns: dict[str, str], source: str
+    spark: SparkSession,
+    path: Path,
+    columns: dict[str, str],
+    source: str,
+    visitor_key: bytes | None = None,
 ) -> tuple[DataFrame, bool]:
-    """Rows of a Parquet file as JSON raw lines plus mapped columns as text.
+    """Rows of a Parquet file as JSON raw lines plus mapped columns as text; with a
+    `visitor_key`, the raw line holds the visitor's keyed hash, not the shop's id.
 
     Returns (rows, native_ts): a timestamp column is passed on as epoch milliseconds.
     """
@@ -306,8 +351,14 @@ def _parquet_rows(
             return F.unix_millis(F.col(src)).cast("string")
         return F.col(src).cast("string")
 
+    def raw(name: str) -> Column:
+        if visitor_key is None or name != columns.get(VISITOR_ID):
+            return F.col(name)
+        trimmed = F.trim(F.col(name).cast("string"))
+        return F.when(trimmed != "", pseudonymize(trimmed, visitor_key)).alias(name)
+
     rows = frame.select(
-        F.to_json(F.struct(*[F.col(c) for c in frame.columns])).alias(RAW_LINE),
+        F.to_json(F.struct(*[raw(c) for c in frame.columns])).alias(RAW_LINE),
         F.lit(str(path)).alias(FILE),
         F.lit(source).alias(SOURCE),
         F.lit(True).alias(FIELDS_OK),
@@ -343,10 +394,10 @@ def read_landed(
         event_files = [p for p in event_files if p not in property_files]
     for path in event_files:
         if layout.format == "parquet":
-            rows, native_ts = _parquet_rows(spark, path, layout.columns, source.name)
+            rows, native_ts = _parquet_rows(spark, path, layout.columns, source.name, visitor_key)
             file_layout = replace(layout, timestamp_format="epoch_ms") if native_ts else layout
         else:
-            rows = _csv_rows(spark, path, layout.columns, source.name, layout)
+            rows = _csv_rows(spark, path, layout.columns, source.name, layout, visitor_key)
             file_layout = layout
         landed.events.append(parse_events(rows, file_layout, window, visitor_key))
         landed.files.append({**_describe_file(path), "kind": "events"})

@@ -355,6 +355,9 @@ def accepted_events(parsed: DataFrame, ingest_run: str) -> DataFrame:
 
 
 def quarantined_rows(parsed: DataFrame) -> DataFrame:
+    # Item-property rows have no visitor: a null id keeps one schema for the whole table.
+    if VISITOR_ID not in parsed.columns:
+        parsed = parsed.withColumn(VISITOR_ID, F.lit(None).cast("long"))
     return parsed.where(F.col(STATUS) == "quarantined").select(*QUARANTINE_COLUMNS)
 
 

@@ -50,7 +50,9 @@ REASON = "reason"
 RAW_LINE = "raw_line"
 FILE = "file"
 RULE = "rule"
-QUARANTINE_COLUMNS = (SOURCE, FILE, REASON, RAW_LINE)
+# visitor_id: the row's visitor in bronze's form (null for unparseable ids and item facts), so
+# erase finds a visitor's quarantined rows exactly, even when the raw line is pseudonymized.
+QUARANTINE_COLUMNS = (SOURCE, FILE, REASON, RAW_LINE, VISITOR_ID)
 
 # Model inputs and outputs.
 INTERACTION_WEIGHT = "interaction_weight"

@@ -300,6 +300,31 @@ def test_pseudonymized_ingest_needs_the_key_and_hides_ids(spark, cfg, monkeypatc
     assert row.visitor_id == int(hmac.new(b"k", b"1", hashlib.sha256).hexdigest()[:15], 16)
 
 
+def test_pseudonymized_ingest_quarantines_no_raw_visitor_id(spark, cfg, monkeypatch):
+    lines = [
+        f"{T0},541312140,view,10,7",  # transaction on a view: quarantined, fields intact
+        f'{T0},541312140,view,"10,5",',  # quoted, and a bad item id
+        f"{T0},541312140,view",  # short: no field is surely the visitor's
+    ]
+    _land(cfg, "retailrocket", D, "events.csv", [RR_HEADER, *lines])
+    setting = cfg.ingest.pseudonymize_visitor_ids.model_copy(update={"enabled": True})
+    cfg = _with_sources(
+        cfg, *cfg.ingest.sources, pseudonymize_visitor_ids=setting, max_quarantine_rate=1.0
+    )
+    monkeypatch.setenv("RECS_VISITOR_ID_KEY", "k")
+    ingest(cfg, D, spark)
+    hashed = int(hmac.new(b"k", b"541312140", hashlib.sha256).hexdigest()[:15], 16)
+    rows = spark.read.parquet(str(Lake(cfg.paths.lake).partition("quarantine", "rows", D)))
+    got = sorted((r.raw_line, r.visitor_id) for r in rows.collect())
+    assert got == sorted(
+        [
+            (f"{T0},{hashed},view,10,7", hashed),
+            (f'{T0},{hashed},view,"10,5",', hashed),
+            ("<redacted: 3 fields, the visitor field not located>", hashed),
+        ]
+    )
+
+
 def test_catalog_snapshot_uses_only_facts_before_the_end_of_the_date(spark):
     facts = spark.createDataFrame(
         [
