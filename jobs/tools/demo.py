@@ -47,8 +47,8 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "OPENBLAS_NUM_THREADS": "1",
+        # The DAG reads its schedule from this config when Airflow parses it.
         "RECS_CONFIG": str(config_path),
-        **cfg.schedule.environ(),
     }
     for key, value in LOCAL_CREDENTIALS.items():
         env.setdefault(key, value)

@@ -58,3 +58,25 @@ def test_spark_tasks_ship_the_jobs_zip_when_one_is_configured(dagbag, monkeypatc
     shipped = {t.task_id: t.py_files for t in dag.tasks if hasattr(t, "py_files")}
     zipped = str(tmp_path / "jobs.zip")
     assert shipped == dict.fromkeys(["ingest", "clean", "validate", "split"], zipped)
+
+
+def test_schedule_comes_from_the_config_recs_config_names(dagbag, monkeypatch, tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    overlay = tmp_path / "nightly.yaml"
+    overlay.write_text(
+        f"extends: {DAGS.parent / 'configs' / 'test.yaml'}\n"
+        "schedule:\n  cron: '30 2 * * 1-5'\n  timezone: Europe/Berlin\n"
+        "  start_date: 2015-06-01\n  end_date: 2015-09-18\n  catchup: true\n"
+    )
+    monkeypatch.setenv("RECS_CONFIG", str(overlay))
+    dag = DagBag(dag_folder=str(DAGS)).dags[DAG_ID]  # parsed again, with the variable set
+    berlin = ZoneInfo("Europe/Berlin")
+    assert dag.schedule == "30 2 * * 1-5"
+    assert dag.start_date == datetime(2015, 6, 1, tzinfo=berlin)
+    assert dag.end_date == datetime(2015, 9, 18, tzinfo=berlin)
+    assert dag.catchup is True
+    assert dag.params["config"] == str(overlay)  # runs default to the same config
