@@ -23,8 +23,9 @@ A skipped `gate` means the champion stays: the export republishes it. Whenever t
 is not promoted, its lists for a sample of visitors go under `shadow/` (never latest.json).
 A failed `monitor` (no retries) is a night-over-night alert: the lists are published, and the
 task log and the monitor report (MLflow: monitor/) say which fact moved.
-A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`
-and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/infra/alerts.py).
+A failed task (after its retries) records an alert through a Notifier: the task log,
+`<paths.reports>/alerts.jsonl` and, when the HTTP connection `recs_alerts` exists, a JSON POST to
+its webhook (jobs/infra/alerts.py).
 Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
 put it in the day's landing folder and clear `ingest` for that date (docs/ingestion.md).
 The config named by `RECS_CONFIG` (default configs/local.yaml) sets the schedule (its
@@ -42,7 +43,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import Param, chain, dag
 
-from jobs.infra.alerts import on_failure
+from jobs.infra.alerts import AlertNotifier
 from jobs.infra.config import load_config
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": AlertNotifier(),
     },
     params={"config": Param(str(CONFIG), type="string")},
     doc_md=__doc__,
