@@ -673,6 +673,10 @@ class StorageConfig(_Section):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     bucket: str
+    # Under Airflow, the export's credentials (and endpoint and region, when it names them) come
+    # from this Airflow `aws` connection; a job run alone uses the environment. null: the
+    # environment under Airflow too.
+    aws_conn_id: str | None = None
     # Keys go under <prefix>/ in the bucket: relative segments, no "." or "..".
     prefix: str = ""
 
