@@ -27,9 +27,28 @@ def test_dag_imports_without_errors(dagbag):
 
 def test_tasks_run_in_pipeline_order(dagbag):
     dag = dagbag.dags[DAG_ID]
-    assert sorted(t.task_id for t in dag.tasks) == sorted(ORDER)
+    assert sorted(t.task_id for t in dag.tasks) == sorted([*ORDER, "announce"])
     for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    # The Assets' events, beside the summary: a skipped announce holds nothing up.
+    assert dag.get_task("announce").upstream_task_ids == {"export"}
+    assert dag.get_task("announce").downstream_task_ids == set()
+
+
+def test_each_published_dataset_is_an_asset_the_example_dag_runs_on(dagbag):
+    from jobs import export
+    from jobs.infra.config import load_config
+
+    storage = load_config(DAGS.parent / "configs" / "local.yaml").storage
+    outlets = dagbag.dags[DAG_ID].get_task("announce").outlets
+    assert {a.name: a.uri for a in outlets} == {
+        f"nightly_recs.{d}": f"s3://{storage.bucket}/{storage.prefix}/{d}/latest.json"
+        for d in (export.RECS_DATASET, export.SIMILAR_DATASET)
+    }
+    example = dagbag.dags["example_reload_on_publish"]
+    assert {a.name for a in example.timetable.asset_condition.objects} == {a.name for a in outlets}
+    # Only the announce task emits them: the export itself declares none.
+    assert [t.task_id for t in dagbag.dags[DAG_ID].tasks if t.outlets] == ["announce"]
 
 
 def test_schedule_and_operating_defaults(dagbag):
