@@ -4,7 +4,7 @@
 Every night, for the logical date `ds`:
 
     ingest -> clean -> validate -> split -> train -> evaluate -> gate -> export -> summarize
-      -> monitor
+      -> monitor;  export -> announce
 
 | task | what it does | runs as |
 |---|---|---|
@@ -15,7 +15,8 @@ Every night, for the logical date `ds`:
 | train | tuned implicit ALS (trials as nested runs), registered as `challenger` | python |
 | evaluate | challenger vs baselines, champion, oracle; re-ranking trade-offs; bias audit | python |
 | gate | champion: the challenger, or the best baseline if better (night one: always) | python |
-| export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | python |
+| export | top-N per visitor, similar items per item -> S3 (manifest, then latest.json) | task |
+| announce | an Asset event per published dataset when latest.json moved (else skipped) | task |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 | monitor | tonight vs the trailing nights; **fails** (the alert) when a fact drifts | python |
 
@@ -23,11 +24,17 @@ A skipped `gate` means the champion stays: the export republishes it. Whenever t
 is not promoted, its lists for a sample of visitors go under `shadow/` (never latest.json).
 A failed `monitor` (no retries) is a night-over-night alert: the lists are published, and the
 task log and the monitor report (MLflow: monitor/) say which fact moved.
-A failed task (after its retries) records an alert: the task log, `<paths.reports>/alerts.jsonl`
-and, when the connection `recs_alerts` exists, a JSON POST to its webhook (jobs/infra/alerts.py).
+A failed task (after its retries) records an alert through a Notifier: the task log,
+`<paths.reports>/alerts.jsonl` and, when the HTTP connection `recs_alerts` exists, a JSON POST to
+its webhook (jobs/infra/alerts.py).
+The export runs in the task process: S3 credentials come from the Airflow connection the config
+names (`storage.aws_conn_id`). DAGs scheduled on the Assets (jobs/infra/assets.py) run after each
+publication that moved latest.json; dags/example_reload_on_publish.py is one.
 Every task writes only the partitions of its logical date, so a rerun rewrites them. A late file:
 put it in the day's landing folder and clear `ingest` for that date (docs/ingestion.md).
-Trigger with conf `{"config": "/path/to/overlay.yaml"}` to use another config.
+The config named by `RECS_CONFIG` (default configs/local.yaml) sets the schedule (its
+`schedule:` section, read when the file is parsed) and is every run's default `config` param.
+Trigger with conf `{"config": "/path/to/overlay.yaml"}` to run one date with another config.
 """
 
 from __future__ import annotations
@@ -36,20 +43,22 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import Param, chain, dag
 
-from jobs.infra.alerts import on_failure
+from jobs.infra.alerts import AlertNotifier
+from jobs.infra.assets import announce_release, published_assets
+from jobs.infra.config import load_config
+from jobs.infra.tasks import export as export_in_task
 
 PROJECT = Path(__file__).resolve().parents[1]
-# The schedule comes from the config's `schedule` section, exported as RECS_SCHEDULE_* by
-# `make up` and the demo (jobs/infra/config.py ScheduleConfig); the defaults match base.yaml.
-CRON = os.environ.get("RECS_SCHEDULE_CRON", "@daily")
-TIMEZONE = os.environ.get("RECS_SCHEDULE_TIMEZONE", "UTC")
-START = pendulum.parse(os.environ.get("RECS_SCHEDULE_START_DATE", "2015-05-03"), tz=TIMEZONE)
-END = os.environ.get("RECS_SCHEDULE_END_DATE") or None
+# One variable names the config in every deployment, so the YAML `schedule:` section is the
+# schedule everywhere. Loading it takes tens of milliseconds and imports no Spark or pandas.
+CONFIG = Path(os.environ.get("RECS_CONFIG") or PROJECT / "configs" / "local.yaml")
+SETTINGS = load_config(CONFIG)
+SCHEDULE = SETTINGS.schedule
 # On a cluster, the jobs package zipped for the executors (`python -m jobs.tools.cluster package`).
 PY_FILES = os.environ.get("RECS_SPARK_PY_FILES") or None
 STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
@@ -78,10 +87,10 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
 
 @dag(
     dag_id="nightly_recs",
-    schedule=CRON,
-    start_date=START,
-    end_date=pendulum.parse(END, tz=TIMEZONE) if END else None,
-    catchup=False,
+    schedule=SCHEDULE.cron,
+    start_date=SCHEDULE.start(),
+    end_date=SCHEDULE.end(),
+    catchup=SCHEDULE.catchup,
     max_active_runs=1,
     tags=["recommendations", "nightly"],
     default_args={
@@ -89,9 +98,9 @@ def _python_stage(name: str, extra_args: str = "", **kwargs) -> BashOperator:
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": AlertNotifier(),
     },
-    params={"config": Param(str(PROJECT / "configs" / "local.yaml"), type="string")},
+    params={"config": Param(str(CONFIG), type="string")},
     doc_md=__doc__,
 )
 def nightly_recs():
@@ -100,15 +109,23 @@ def nightly_recs():
     )
     train, evaluate = _python_stage("train"), _python_stage("evaluate")
     gate = _python_stage("gate", skip_on_exit_code=GATED_EXIT_CODE)
-    export = _python_stage(
-        "export",
-        "--run-id {{ run_id | replace(':', '') | replace('+', '') }}-{{ ti.try_number }}",
+    # In the task process, not a subprocess, so S3 comes through any Airflow connection.
+    export = PythonOperator(
+        task_id="export",
+        python_callable=export_in_task,
+        op_kwargs={"config": "{{ params.config }}"},
         trigger_rule="none_failed",
+    )
+    announce = PythonOperator(
+        task_id="announce",
+        python_callable=announce_release,
+        outlets=published_assets(SETTINGS.storage),
     )
     summarize = _python_stage("summarize", trigger_rule="none_failed", do_xcom_push=True)
     # A drift fails the same way on every try; the alert should not wait for retries.
     monitor = _python_stage("monitor", trigger_rule="none_failed", retries=0)
     chain(ingest, clean, validate, split, train, evaluate, gate, export, summarize, monitor)
+    export >> announce
 
 
 nightly_recs()

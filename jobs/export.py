@@ -30,9 +30,11 @@ When the gate kept the champion (the challenger was gated), the challenger's lis
 manifest but never a latest.json, so the team can see what it would have shown; a rerun whose
 challenger is promoted deletes that date's shadow.
 
-Run alone:
+Run alone (credentials from the environment):
     python -m jobs.export --run-date 2015-09-18 --config configs/local.yaml [--run-id ID] \
         [--force-latest]
+Under Airflow the DAG runs it in the task process (jobs.infra.tasks.export), with the S3 client
+built from the Airflow connection `storage.aws_conn_id` (jobs.infra.storage.s3_client).
 """
 
 from __future__ import annotations
@@ -459,10 +461,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(cfg: Config, run_date: date, run_id: str | None = None, force_latest: bool = False) -> dict:
+def run(
+    cfg: Config,
+    run_date: date,
+    run_id: str | None = None,
+    force_latest: bool = False,
+    client=None,
+) -> dict:
     """The export stage for `run_date`; returns the stage report it wrote.
 
     `force_latest`: move the pointers to this date even when they name a newer one.
+    `client`: the boto3 S3 client to publish with (default: jobs.infra.storage.s3_client's).
     """
     lake = Lake(cfg.paths.lake)
     run_id = run_id or _default_run_id()
@@ -472,13 +481,19 @@ def run(cfg: Config, run_date: date, run_id: str | None = None, force_latest: bo
         )
     staging = _staging(lake, run_id)
     try:
-        return _export(cfg, lake, run_date, run_id, force_latest, staging)
+        return _export(cfg, lake, run_date, run_id, force_latest, staging, client)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _export(
-    cfg: Config, lake: Lake, run_date: date, run_id: str, force_latest: bool, staging: Path
+    cfg: Config,
+    lake: Lake,
+    run_date: date,
+    run_id: str,
+    force_latest: bool,
+    staging: Path,
+    client=None,
 ) -> dict:
     from jobs.infra.storage import DateWriter, apply_retention, s3_client
 
@@ -512,7 +527,7 @@ def _export(
         inputs.names,
     )
 
-    client = s3_client(cfg.storage)
+    client = client or s3_client(cfg.storage)
     facts = {
         "model_name": cfg.mlflow.model_name,
         "model_version": version,

@@ -1,21 +1,30 @@
-"""Alerts for failed tasks: always a log line and a JSON line in the reports folder; a webhook
-POST too when the Airflow connection `recs_alerts` exists.
+"""Alerts for failed tasks: an Airflow Notifier that always logs the alert and appends it to
+<paths.reports>/alerts.jsonl, and POSTs it as JSON through the HTTP connection `recs_alerts`
+(the http provider's HttpHook) when that connection exists.
 
-The DAG sets `on_failure_callback=on_failure`. A webhook is configured as a connection, e.g.
+The nightly DAG sets it on every task (`default_args["on_failure_callback"]`); any other DAG or
+task can take it the same way:
+
+    from jobs.infra.alerts import AlertNotifier
+    @task(on_failure_callback=AlertNotifier())  # or AlertNotifier(http_conn_id="oncall")
+
+A webhook is configured as a connection, e.g.
 
     AIRFLOW_CONN_RECS_ALERTS='{"conn_type": "http", "host": "https://hooks.example.com/T0/B0/x"}'
 
-(or in the UI: Admin -> Connections). The payload is the alert as JSON. Alerting never raises:
-a broken webhook must not hide the failure it reports, so its own errors are logged instead.
+(or in the UI: Admin -> Connections; `endpoint` is joined to its URL). The payload is the alert as
+JSON. Alerting never raises: a broken webhook must not hide the failure it reports, so its own
+errors are logged instead. The run's config (the `config` param) says where reports go.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from airflow.sdk import BaseNotifier
 
 log = logging.getLogger("recs.alerts")
 
@@ -38,36 +47,6 @@ def alert_from_context(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def webhook_url(conn_id: str = ALERT_CONN_ID) -> str | None:
-    """The webhook URL of connection `conn_id`, or None when no such connection exists."""
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as err:  # Airflow raises its own not-found type, which moved across versions
-        if "isn't defined" in str(err) or "not found" in str(err).lower():
-            return None
-        raise
-    host = conn.host or ""
-    if host.startswith(("http://", "https://")):
-        return host
-    scheme = conn.schema if conn.schema in ("http", "https") else "https"
-    port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}"
-
-
-def post_json(url: str, payload: dict[str, Any]) -> int:
-    """POST `payload` as JSON; returns the HTTP status."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-        return response.status
-
-
 def record(alert: dict[str, Any], reports: Path | None) -> None:
     """Log the alert and append it to <reports>/alerts.jsonl."""
     log.error("ALERT %s", json.dumps(alert, sort_keys=True))
@@ -77,34 +56,58 @@ def record(alert: dict[str, Any], reports: Path | None) -> None:
             out.write(json.dumps(alert, sort_keys=True) + "\n")
 
 
-def on_failure(context: dict[str, Any]) -> None:
-    """Airflow on_failure_callback: record the alert, then notify the webhook if configured.
-    When the failed task's stage report lists `alerts` (the monitor's findings), they go in."""
-    alert = alert_from_context(context)
-    cfg = None
-    try:
-        cfg = _config(context)
-        reports = None if cfg is None else cfg.paths.reports
-    except Exception:
-        log.exception("could not read the run's config; the alert goes to the log only")
-        reports = None
-    try:
-        findings = None if cfg is None else _findings(cfg, alert)
-        if findings:
-            alert["findings"] = findings
-    except Exception:
-        log.exception("could not read the failed task's findings; the alert goes without them")
-    try:
-        record(alert, reports)
-    except Exception:
-        log.exception("could not record the alert %s", alert)
-    try:
-        url = webhook_url()
-        if url:
-            status = post_json(url, alert)
-            log.info("alert sent to the %s webhook: HTTP %s", ALERT_CONN_ID, status)
-    except Exception:
-        log.exception("could not send the alert to the %s webhook", ALERT_CONN_ID)
+class AlertNotifier(BaseNotifier):
+    """Record a failed task's alert (log, alerts.jsonl) and POST it to `http_conn_id`, if defined.
+
+    When the failed task's stage report lists `alerts` (the monitor's findings), they go in.
+    """
+
+    template_fields = ("http_conn_id", "endpoint")
+
+    def __init__(self, *, http_conn_id: str = ALERT_CONN_ID, endpoint: str | None = None):
+        super().__init__()
+        self.http_conn_id = http_conn_id
+        self.endpoint = endpoint
+
+    def notify(self, context: dict[str, Any]) -> None:
+        alert = alert_from_context(context)
+        cfg = None
+        try:
+            cfg = _config(context)
+            reports = None if cfg is None else cfg.paths.reports
+        except Exception:
+            log.exception("could not read the run's config; the alert goes to the log only")
+            reports = None
+        try:
+            findings = None if cfg is None else _findings(cfg, alert)
+            if findings:
+                alert["findings"] = findings
+        except Exception:
+            log.exception("could not read the failed task's findings; the alert goes without them")
+        try:
+            record(alert, reports)
+        except Exception:
+            log.exception("could not record the alert %s", alert)
+        try:
+            self._post(alert)
+        except Exception:
+            log.exception("could not send the alert to the %s webhook", self.http_conn_id)
+
+    def _post(self, alert: dict[str, Any]) -> None:
+        from airflow.providers.http.hooks.http import HttpHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        hook = HttpHook(method="POST", http_conn_id=self.http_conn_id)
+        try:
+            hook.get_connection(self.http_conn_id)
+        except AirflowNotFoundException:
+            return  # no webhook configured: the log and alerts.jsonl are the alert
+        response = hook.run(
+            endpoint=self.endpoint,
+            json=alert,
+            extra_options={"timeout": WEBHOOK_TIMEOUT_SECONDS},
+        )
+        log.info("alert sent to the %s webhook: HTTP %s", self.http_conn_id, response.status_code)
 
 
 def _config(context: dict[str, Any]):

@@ -300,14 +300,16 @@ class ValidateConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    """When the DAG runs. Airflow reads these through RECS_SCHEDULE_* environment variables that
-    the local stack and the demo export (jobs/tools/demo.py), so the DAG file reads no file."""
+    """When the DAG runs. dags/nightly_recs.py reads this section at parse time from the config
+    the RECS_CONFIG variable names, in every deployment (make up, the demo, compose)."""
 
     cron: str = "@daily"
     timezone: str = "UTC"
     start_date: date = date(2015, 5, 3)
     # No scheduled runs after this date (null: none); trigger and backfill still work up to it.
     end_date: date | None = None
+    # Whether the scheduler creates the runs missed since start_date (or since the last run).
+    catchup: bool = False
 
     @field_validator("cron")
     @classmethod
@@ -347,13 +349,19 @@ class ScheduleConfig(_Section):
             raise ValueError(f"{end} is before start_date {start}")
         return end
 
-    def environ(self) -> dict[str, str]:
-        return {
-            "RECS_SCHEDULE_CRON": self.cron,
-            "RECS_SCHEDULE_TIMEZONE": self.timezone,
-            "RECS_SCHEDULE_START_DATE": self.start_date.isoformat(),
-            "RECS_SCHEDULE_END_DATE": self.end_date.isoformat() if self.end_date else "",
-        }
+    def start(self) -> datetime:
+        """start_date at midnight in `timezone`: the DAG's start_date."""
+        return _midnight(self.start_date, self.timezone)
+
+    def end(self) -> datetime | None:
+        """end_date at midnight in `timezone` (None: no end): the DAG's end_date."""
+        return None if self.end_date is None else _midnight(self.end_date, self.timezone)
+
+
+def _midnight(day: date, timezone: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
 
 
 class SplitConfig(_Section):
@@ -665,6 +673,10 @@ class StorageConfig(_Section):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     bucket: str
+    # Under Airflow, the export's credentials (and endpoint and region, when it names them) come
+    # from this Airflow `aws` connection; a job run alone uses the environment. null: the
+    # environment under Airflow too.
+    aws_conn_id: str | None = None
     # Keys go under <prefix>/ in the bucket: relative segments, no "." or "..".
     prefix: str = ""
 

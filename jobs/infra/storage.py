@@ -54,18 +54,43 @@ class PublicationError(RuntimeError):
     """The publication could not be completed safely; no pointer names anything unverified."""
 
 
-def s3_client(storage: StorageConfig):
-    """A boto3 S3 client for the configured endpoint; credentials from the environment."""
+def s3_client(storage: StorageConfig, aws_conn_id: str | None = None):
+    """A boto3 S3 client for the configured storage.
+
+    With `aws_conn_id` (an Airflow task passes `storage.aws_conn_id`), the credentials come from
+    that Airflow `aws` connection through the amazon provider's hook (its keys, role or profile),
+    and so do the endpoint and region when it names them (else the config's). Without it (a job
+    run alone, the tools, the tests): the config's endpoint and region, and the credentials boto3
+    finds in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the instance role).
+    """
     import boto3
     from botocore.config import Config as BotoConfig
 
-    return boto3.client(
+    config = BotoConfig(
+        retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+    )
+    if aws_conn_id is None:
+        return boto3.client(
+            "s3", endpoint_url=storage.endpoint_url, region_name=storage.region, config=config
+        )
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    hook = S3Hook(aws_conn_id=aws_conn_id, config=config)
+    try:
+        hook.get_connection(aws_conn_id)
+    except AirflowNotFoundException:
+        # The hook would fall back to the environment silently; a named connection must exist.
+        raise PublicationError(
+            f"storage.aws_conn_id names the Airflow connection {aws_conn_id!r}, which does not "
+            f"exist: create it (AIRFLOW_CONN_{aws_conn_id.upper()} or Admin -> Connections), or "
+            "set storage.aws_conn_id: null to take credentials from the environment"
+        ) from None
+    conn = hook.conn_config
+    return hook.get_session(region_name=conn.region_name or storage.region).client(
         "s3",
-        endpoint_url=storage.endpoint_url,
-        region_name=storage.region,
-        config=BotoConfig(
-            retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
-        ),
+        endpoint_url=conn.get_service_endpoint_url("s3") or storage.endpoint_url,
+        config=config,
     )
 
 

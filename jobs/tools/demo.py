@@ -47,12 +47,27 @@ def airflow_env(cfg: Config, config_path: Path, airflow_home: Path) -> dict[str,
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "OPENBLAS_NUM_THREADS": "1",
+        # The DAG reads its schedule from this config when Airflow parses it.
         "RECS_CONFIG": str(config_path),
-        **cfg.schedule.environ(),
     }
+    if cfg.storage.aws_conn_id:
+        # The export under Airflow takes S3 from this connection; the local endpoint takes any keys.
+        env[f"AIRFLOW_CONN_{cfg.storage.aws_conn_id.upper()}"] = local_s3_connection(cfg)
     for key, value in LOCAL_CREDENTIALS.items():
         env.setdefault(key, value)
     return env
+
+
+def local_s3_connection(cfg: Config) -> str:
+    """The Airflow `aws` connection to the local S3 endpoint, as AIRFLOW_CONN_<ID> JSON."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "password": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "extra": {"endpoint_url": cfg.storage.endpoint_url, "region_name": cfg.storage.region},
+        }
+    )
 
 
 @contextmanager

@@ -192,6 +192,8 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
 Landed days with data: {first} .. {last_day}. Trigger {DAG_ID} for one of them, or backfill:
   .venv/bin/airflow backfill create --dag-id {DAG_ID} --from-date {first} --to-date {last_day}
   (with AIRFLOW_HOME={airflow_home}), or from the UI: {DAG_ID} -> Trigger / Backfill.
+The export reaches S3 through the Airflow connection {cfg.storage.aws_conn_id} (environment).
+Unpause example_reload_on_publish to see a DAG run on each publication (the published Assets).
 After a run, `make screenshots` looks at both UIs in headless Chromium.
 Logs: {logs}/stack-*.log.  Stop everything: make down""")
     return pids

@@ -27,9 +27,28 @@ def test_dag_imports_without_errors(dagbag):
 
 def test_tasks_run_in_pipeline_order(dagbag):
     dag = dagbag.dags[DAG_ID]
-    assert sorted(t.task_id for t in dag.tasks) == sorted(ORDER)
+    assert sorted(t.task_id for t in dag.tasks) == sorted([*ORDER, "announce"])
     for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    # The Assets' events, beside the summary: a skipped announce holds nothing up.
+    assert dag.get_task("announce").upstream_task_ids == {"export"}
+    assert dag.get_task("announce").downstream_task_ids == set()
+
+
+def test_each_published_dataset_is_an_asset_the_example_dag_runs_on(dagbag):
+    from jobs import export
+    from jobs.infra.config import load_config
+
+    storage = load_config(DAGS.parent / "configs" / "local.yaml").storage
+    outlets = dagbag.dags[DAG_ID].get_task("announce").outlets
+    assert {a.name: a.uri for a in outlets} == {
+        f"nightly_recs.{d}": f"s3://{storage.bucket}/{storage.prefix}/{d}/latest.json"
+        for d in (export.RECS_DATASET, export.SIMILAR_DATASET)
+    }
+    example = dagbag.dags["example_reload_on_publish"]
+    assert {a.name for a in example.timetable.asset_condition.objects} == {a.name for a in outlets}
+    # Only the announce task emits them: the export itself declares none.
+    assert [t.task_id for t in dagbag.dags[DAG_ID].tasks if t.outlets] == ["announce"]
 
 
 def test_schedule_and_operating_defaults(dagbag):
@@ -58,3 +77,25 @@ def test_spark_tasks_ship_the_jobs_zip_when_one_is_configured(dagbag, monkeypatc
     shipped = {t.task_id: t.py_files for t in dag.tasks if hasattr(t, "py_files")}
     zipped = str(tmp_path / "jobs.zip")
     assert shipped == dict.fromkeys(["ingest", "clean", "validate", "split"], zipped)
+
+
+def test_schedule_comes_from_the_config_recs_config_names(dagbag, monkeypatch, tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    overlay = tmp_path / "nightly.yaml"
+    overlay.write_text(
+        f"extends: {DAGS.parent / 'configs' / 'test.yaml'}\n"
+        "schedule:\n  cron: '30 2 * * 1-5'\n  timezone: Europe/Berlin\n"
+        "  start_date: 2015-06-01\n  end_date: 2015-09-18\n  catchup: true\n"
+    )
+    monkeypatch.setenv("RECS_CONFIG", str(overlay))
+    dag = DagBag(dag_folder=str(DAGS)).dags[DAG_ID]  # parsed again, with the variable set
+    berlin = ZoneInfo("Europe/Berlin")
+    assert dag.schedule == "30 2 * * 1-5"
+    assert dag.start_date == datetime(2015, 6, 1, tzinfo=berlin)
+    assert dag.end_date == datetime(2015, 9, 18, tzinfo=berlin)
+    assert dag.catchup is True
+    assert dag.params["config"] == str(overlay)  # runs default to the same config

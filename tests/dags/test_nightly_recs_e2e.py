@@ -1,10 +1,10 @@
 """End to end: the whole DAG through Airflow on a tiny generated shop, real Spark, MLflow, S3.
 
-Run 1 validates, tunes, trains and publishes. Run 2 reruns the same date with a deliberately
-bad model (regularization so strong every factor is ~0, no tuning): the gate blocks it against
-the champion, `gate` is skipped, the champion stays, and the export republishes the same lists
-(same file checksums in the manifest) under a new run folder.
-"""
+Run 1 validates, tunes, trains and publishes, with S3 through the Airflow connection the config
+names and no AWS_* variable set, and announces both datasets' Assets. Run 2 reruns the same date
+with a deliberately bad model (regularization so strong every factor is ~0, no tuning): the gate
+blocks it against the champion, `gate` is skipped, the champion stays, and the export republishes
+the same lists (same file checksums in the manifest) under a new run folder."""
 
 from __future__ import annotations
 
@@ -29,12 +29,27 @@ def _get_json(client, bucket: str, key: str) -> dict:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def _asset_events() -> dict[str, dict]:
+    """Asset name -> the extra of its newest event, from Airflow's metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetModel.name, AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .order_by(AssetEvent.timestamp)
+            .all()
+        )
+    return {name: extra for name, extra in rows}
+
+
 def _states(dag_run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
-    dagbag, tmp_path, s3_endpoint, write_overlay, dag_run_env
+    dagbag, tmp_path, s3_endpoint, write_overlay, dag_run_env, monkeypatch
 ):
     import mlflow
 
@@ -51,13 +66,38 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
     history = (DAY - timedelta(days=1)).date().isoformat()
     assert ingest.main(["--run-date", history, "--config", str(config)]) == 0
     cfg = load_config(config, environ={})
-    client = s3_client(cfg.storage)
+    client = s3_client(cfg.storage)  # the test's own reader: credentials resolved here, once
     client.create_bucket(Bucket="e2e")
     dag = dagbag.dags["nightly_recs"]
+    # The export finds S3 only through the connection the config names (storage.aws_conn_id):
+    # no AWS_* variables, and the config's own endpoint answers nothing.
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{cfg.storage.aws_conn_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "from-the-connection",
+                "password": "any: moto takes every key",
+                "extra": {"endpoint_url": s3_endpoint},
+            }
+        ),
+    )
+    config = write_overlay("http://127.0.0.1:9", "e2e")
 
     first = dag.test(logical_date=DAY, run_conf={"config": str(config)})
     assert str(first.state) == "success", _states(first)
     assert set(_states(first).values()) == {"success"}
+    # The published datasets' Assets got one event each, naming the release just moved.
+    published = first.get_task_instance("announce").xcom_pull(task_ids="export")
+    assert published["latest_moved"] is True
+    events = _asset_events()
+    assert sorted(events) == ["nightly_recs.recommendations", "nightly_recs.similar_items"]
+    assert {e["release"] for e in events.values()} == {"s3://e2e/nightly/latest.json"}
+    assert {e["run_id"] for e in events.values()} == {published["run_id"]}
 
     # The lake holds every stage's partition for the date.
     lake = cfg.paths.lake
@@ -193,7 +233,7 @@ def test_nightly_run_publishes_then_a_gated_rerun_keeps_the_champion(
 
     # Rerun the date with a deliberately bad model: gated, champion kept, same lists republished.
     bad = "train:\n  regularization: 1000000.0\ntune:\n  trials: 0\n"
-    gated = write_overlay(s3_endpoint, "e2e", bad)
+    gated = write_overlay("http://127.0.0.1:9", "e2e", bad)
     second = dag.test(
         logical_date=DAY,
         run_conf={"config": str(gated)},

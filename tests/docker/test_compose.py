@@ -356,6 +356,26 @@ def test_pipeline_settings_load_as_a_valid_config(services):
     assert cfg.paths.lake == Path("/data/lake")
 
 
+def test_the_dag_is_scheduled_by_the_config_make_up_uses(services):
+    # dags/nightly_recs.py takes its schedule from the config RECS_CONFIG names, with the
+    # RECS__ overrides of the environment that parses it (the dag-processor's).
+    from jobs.infra.config import load_config
+
+    make_up = re.search(r"^CONFIG \?= (\S+)$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
+    expected = load_config(PROJECT_ROOT / make_up.group(1), environ={}).schedule
+    image_root = "/opt/recs/"  # docker/Dockerfile: the project's files in the image
+    named = {_environment(services[name]).get("RECS_CONFIG") for name in AIRFLOW_COMPONENTS}
+    assert len(named) == 1 and None not in named, named  # every component agrees on one
+    (config,) = named
+    assert config.startswith(image_root) and "/configs/" in config, config
+    env = {
+        k: _interpolate(v, _filled_env())
+        for k, v in _environment(services["airflow-dag-processor"]).items()
+    }
+    in_checkout = PROJECT_ROOT / config.removeprefix(image_root)
+    assert load_config(in_checkout, environ=env).schedule == expected
+
+
 def test_env_example_defines_every_required_variable_and_holds_no_secret():
     example = _env_example()
     required = {

@@ -63,10 +63,10 @@ def test_failure_is_logged_and_written_to_the_reports_folder_without_a_webhook(
     cfg, tmp_path, monkeypatch, caplog
 ):
     monkeypatch.delenv("AIRFLOW_CONN_RECS_ALERTS", raising=False)
-    monkeypatch.setattr(alerts, "webhook_url", lambda: None)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(f"extends: {cfg.source_file}\npaths:\n  reports: {tmp_path / 'reports'}\n")
-    alerts.on_failure(_context(overlay))
+    alerts.AlertNotifier()(_context(overlay))
+    assert "could not send" not in caplog.text  # no connection: nothing to send, no error
     assert "ALERT" in caplog.text and "validate" in caplog.text
     lines = (tmp_path / "reports" / "alerts.jsonl").read_text().splitlines()
     assert [json.loads(line)["task_id"] for line in lines] == ["validate"]
@@ -75,15 +75,15 @@ def test_failure_is_logged_and_written_to_the_reports_folder_without_a_webhook(
 def test_the_webhook_connection_gets_the_alert_as_json(webhook, monkeypatch):
     url, received = webhook
     monkeypatch.setenv("AIRFLOW_CONN_RECS_ALERTS", json.dumps({"conn_type": "http", "host": url}))
-    assert alerts.webhook_url() == url
-    alerts.on_failure(_context())
+    alerts.AlertNotifier()(_context())
     assert [r["task_id"] for r in received] == ["validate"]
     assert received[0]["error"] == "RuntimeError('2 expectations failed')"
 
 
 def test_a_broken_webhook_never_hides_the_failure(monkeypatch, caplog):
-    monkeypatch.setattr(alerts, "webhook_url", lambda: "http://127.0.0.1:9/unreachable")
-    alerts.on_failure(_context())  # must not raise
+    unreachable = {"conn_type": "http", "host": "http://127.0.0.1:9/unreachable"}
+    monkeypatch.setenv("AIRFLOW_CONN_RECS_ALERTS", json.dumps(unreachable))
+    alerts.AlertNotifier()(_context())  # must not raise
     assert "ALERT" in caplog.text
     assert "could not send the alert" in caplog.text
 
@@ -91,7 +91,7 @@ def test_a_broken_webhook_never_hides_the_failure(monkeypatch, caplog):
 def test_a_failed_monitor_sends_its_findings_with_the_alert(cfg, tmp_path, monkeypatch):
     from jobs.infra.paths import Lake
 
-    monkeypatch.setattr(alerts, "webhook_url", lambda: None)
+    monkeypatch.delenv("AIRFLOW_CONN_RECS_ALERTS", raising=False)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         f"extends: {cfg.source_file}\npaths:\n  reports: {tmp_path / 'reports'}\n"
@@ -102,6 +102,6 @@ def test_a_failed_monitor_sends_its_findings_with_the_alert(cfg, tmp_path, monke
         datetime(2015, 9, 18).date(), "monitor", {"alerts": findings}
     )
     monkeypatch.setattr(TI, "task_id", "monitor")
-    alerts.on_failure(_context(overlay))
+    alerts.AlertNotifier()(_context(overlay))
     [alert] = [json.loads(line) for line in (tmp_path / "reports" / "alerts.jsonl").open()]
     assert alert["task_id"] == "monitor" and alert["findings"] == findings

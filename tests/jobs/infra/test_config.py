@@ -175,9 +175,9 @@ def test_environment_overrides_are_matched_exactly_and_name_the_variable(env, me
 
 
 def test_other_recs_variables_are_not_overrides():
-    # The DAG's RECS_SCHEDULE_* and the pseudonymization key share the name's start, one _.
+    # RECS_CONFIG and the pseudonymization key share the name's start, with one _.
     env = {
-        "RECS_SCHEDULE_CRON": "not a cron",
+        "RECS_CONFIG": "not a path",
         "RECS_VISITOR_ID_KEY": "k",
         "RECS__SPLIT__TEST_DAYS": "3",
     }

@@ -150,3 +150,39 @@ def test_a_shadow_publication_leaves_latest_alone_and_a_date_can_be_removed(buck
     remove_date(client, storage, "shadow/recs", DAY)
     assert not [k for k in _keys(client, storage.bucket) if k.startswith("nightly/shadow/")]
     assert "nightly/recs/latest.json" in _keys(client, storage.bucket)
+
+
+def test_a_named_airflow_connection_gives_endpoint_and_credentials(s3_endpoint, monkeypatch):
+    # No AWS_* variables and a config endpoint that answers nothing: only the connection's work.
+    from jobs.infra.config import StorageConfig
+    from jobs.infra.storage import s3_client
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    connection = {
+        "conn_type": "aws",
+        "login": "conn-key",
+        "password": "conn-secret",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "eu-west-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_RECS_S3_TEST", json.dumps(connection))
+    storage = StorageConfig(endpoint_url="http://127.0.0.1:9", bucket="from-conn")
+    client = s3_client(storage, aws_conn_id="recs_s3_test")
+    assert client.meta.endpoint_url == s3_endpoint
+    assert client.meta.region_name == "eu-west-1"
+    client.create_bucket(
+        Bucket="from-conn", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    assert "from-conn" in {b["Name"] for b in client.list_buckets()["Buckets"]}
+    assert client._request_signer._credentials.access_key == "conn-key"
+
+
+def test_a_named_connection_that_does_not_exist_is_an_error(monkeypatch):
+    from jobs.infra.config import StorageConfig
+    from jobs.infra.storage import PublicationError, s3_client
+
+    monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_CONN", raising=False)
+    with pytest.raises(PublicationError, match="'no_such_conn', which does not exist"):
+        s3_client(StorageConfig(bucket="recs"), aws_conn_id="no_such_conn")

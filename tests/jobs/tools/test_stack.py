@@ -1,5 +1,6 @@
 """`make up` / `make down` for real: the local stack comes up, runs the DAG for a date triggered
-through Airflow's REST API (LocalExecutor, scheduler, api-server), is looked at in headless
+through Airflow's REST API (LocalExecutor, scheduler, api-server), the publication's Assets start
+the example downstream DAG, which reads the new latest.json; the stack is looked at in headless
 Chromium (Airflow's runs, MLflow's experiment and champion), and stops with nothing left."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 from datetime import date
 from pathlib import Path
 
@@ -18,16 +20,39 @@ from jobs.tools.processes import free_port, group_members
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAY = date(2015, 9, 18)
+DOWNSTREAM = "example_reload_on_publish"
 
 
-def _wait_for_run(api, run_id: str, seconds: float) -> dict:
+def _wait_for_run(api, run_id: str, seconds: float, dag_id: str = "nightly_recs") -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        run = api("GET", f"dags/nightly_recs/dagRuns/{run_id}")
+        run = api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
         if run["state"] in ("success", "failed"):
             return run
         time.sleep(10)
     raise AssertionError(f"run {run_id} did not finish in {seconds}s")
+
+
+def _unpause_when_listed(api, dag_id: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            api("PATCH", f"dags/{dag_id}", {"is_paused": False})
+            return
+        except urllib.error.HTTPError:  # not parsed yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+def _first_run(api, dag_id: str, seconds: float) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        runs = api("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
+        if runs:
+            return runs
+        time.sleep(5)
+    raise AssertionError(f"{dag_id} did not start in {seconds}s")
 
 
 def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overlay, monkeypatch):
@@ -59,6 +84,7 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
         assert health["scheduler"]["status"] == "healthy", health
         # The end date keeps the scheduler from starting runs of its own once unpaused.
         stack.api("PATCH", "dags/nightly_recs", {"is_paused": False})
+        _unpause_when_listed(stack.api, DOWNSTREAM)  # scheduled on the published Assets
         run = stack.api(
             "POST",
             "dags/nightly_recs/dagRuns",
@@ -81,6 +107,19 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
         )
         summary = json.loads(xcom["value"]) if isinstance(xcom["value"], str) else xcom["value"]
         assert summary["gate"] == "promoted" and summary["users_exported"] > 0
+
+        # The publication moved latest.json: its Assets' events started the downstream DAG
+        # through the scheduler, and it read the release the export had just written.
+        [downstream] = _first_run(stack.api, DOWNSTREAM, seconds=300)
+        assert downstream["run_type"] == "asset_triggered", downstream
+        finished = _wait_for_run(stack.api, downstream["dag_run_id"], 300, DOWNSTREAM)
+        assert finished["state"] == "success", finished
+        read = stack.api(
+            "GET",
+            f"dags/{DOWNSTREAM}/dagRuns/{downstream['dag_run_id']}/taskInstances/read_release/xcomEntries/return_value",
+        )
+        release = json.loads(read["value"]) if isinstance(read["value"], str) else read["value"]
+        assert release["logical_date"] == str(DAY), release
 
         # Seen in a browser: headless Chromium signs in and checks the Airflow and MLflow pages.
         shots = browse.capture(
