@@ -98,6 +98,9 @@ def stage_code(destination: Path) -> Path:
     return destination / "jobs"
 
 
+UNKNOWN_VISITOR = -1
+
+
 def log_model(recommender, model_dir: Path, model_name: str):
     """Save `recommender` to `model_dir`, log it to the active MLflow run as a self-contained
     pyfunc model (code, requirements, signature, input example), and register it as a new
@@ -105,10 +108,9 @@ def log_model(recommender, model_dir: Path, model_name: str):
     from mlflow.models import infer_signature
 
     recommender.save(model_dir)
-    visitors = getattr(recommender, "visitor_ids", None)
-    if visitors is None:  # popularity needs no known visitor
-        visitors = getattr(getattr(recommender, "data", None), "visitor_ids", [0])
-    example = pd.DataFrame({VISITOR_ID: pd.Series(visitors[:2], dtype="int64")})
+    # An id no visitor has (shop and hashed ids are >= 0): the example then names no real
+    # visitor, so erasure never has to reach into it, and shows the fallback every model serves.
+    example = pd.DataFrame({VISITOR_ID: pd.Series([UNKNOWN_VISITOR], dtype="int64")})
     signature = infer_signature(
         example, recommender.recommend(example[VISITOR_ID].to_numpy(), 3), params={"n": 10}
     )

@@ -137,7 +137,7 @@ def test_a_logged_model_ships_only_the_serving_code_and_pinned_requirements(regi
     ]
     assert not (model / "uv.lock").exists()
     example = json.loads((model / "input_example.json").read_text())
-    assert example == {"columns": ["visitor_id"], "data": [[1], [2]]}
+    assert example == {"columns": ["visitor_id"], "data": [[-1]]}  # no real visitor
     signature = mlflow.models.get_model_info("models:/recs@champion").signature
     assert signature.inputs.input_names() == ["visitor_id"]
     assert signature.params.to_dict() == [
