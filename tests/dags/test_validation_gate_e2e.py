@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PROJECT = Path(__file__).resolve().parents[2]
 DAY = datetime(2015, 9, 18, tzinfo=UTC)
-DOWNSTREAM = ("split", "train", "evaluate", "gate", "export", "summarize", "monitor")
+DOWNSTREAM = ("split", "train", "evaluate", "gate", "export", "announce", "summarize", "monitor")
 
 
 def _ts(day: int, hour: int) -> datetime:
