@@ -4,29 +4,10 @@ alerts.jsonl record and POSTs the alert through the `recs_alerts` HTTP connectio
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def _webhook() -> tuple[HTTPServer, list[dict]]:
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
 
 
 PROBE_DAG = """
@@ -56,12 +37,11 @@ with DAG(
 """
 
 
-def test_the_notifier_fires_on_a_failed_task(dagbag, tmp_path, monkeypatch):
+def test_the_notifier_fires_on_a_failed_task(dagbag, tmp_path, monkeypatch, webhook):
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-    server, received = _webhook()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
+    url, received = webhook
     monkeypatch.setenv("AIRFLOW_CONN_RECS_ALERTS", json.dumps({"conn_type": "http", "host": url}))
     config = tmp_path / "overlay.yaml"
     config.write_text(
@@ -75,10 +55,7 @@ def test_the_notifier_fires_on_a_failed_task(dagbag, tmp_path, monkeypatch):
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(bag, "dags-folder", None)
 
-    try:
-        run = bag.dags["alert_probe"].test(logical_date=datetime(2015, 9, 18, tzinfo=UTC))
-    finally:
-        server.shutdown()
+    run = bag.dags["alert_probe"].test(logical_date=datetime(2015, 9, 18, tzinfo=UTC))
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states == {"fine": "success", "broken": "failed"}
     [alert] = [json.loads(line) for line in (tmp_path / "reports" / "alerts.jsonl").open()]

@@ -1,10 +1,6 @@
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
-
-import pytest
 
 from jobs.infra import alerts
 
@@ -24,27 +20,6 @@ def _context(config=None):
         "exception": RuntimeError("2 expectations failed"),
         "params": {"config": str(config)} if config else {},
     }
-
-
-@pytest.fixture()
-def webhook():
-    """A local HTTP endpoint that keeps every JSON body POSTed to it."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
 
 
 def test_the_alert_names_the_task_the_date_the_try_and_the_error():
