@@ -187,22 +187,34 @@ def run(data: Path, config: Path, run_date: date, workdir: Path) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def export_arguments(parser: argparse.ArgumentParser, workdir: str, argv) -> argparse.Namespace:
+    """--data, --config, --date, --out and --workdir (under .local/), parsed; logging on.
+    The tools that run a real export as delivered share them."""
     parser.add_argument("--data", required=True, type=Path, help="the export's folder")
     parser.add_argument("--config", required=True, type=Path, help="the overlay for this export")
     parser.add_argument("--date", required=True, type=date.fromisoformat, help="logical date")
     parser.add_argument("--out", type=Path, help="JSON file for the figures")
-    parser.add_argument("--workdir", type=Path, default=PROJECT / ".local" / "bench-real")
+    parser.add_argument("--workdir", type=Path, default=PROJECT / ".local" / workdir)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     if not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
-    result = run(args.data, args.config, args.date, args.workdir / args.data.name)
+    args.workdir = args.workdir / args.data.name
+    return args
+
+
+def write_result(result: dict, out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args = export_arguments(parser, "bench-real", argv)
+    result = run(args.data, args.config, args.date, args.workdir)
     print(json.dumps(result, indent=2, default=str))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(result, args.out)
     return 1 if "failed" in result else 0
 
 

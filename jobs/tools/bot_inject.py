@@ -13,11 +13,9 @@ synthetic shop. Bots get ids from 2**62 up, which no integer or hashed text id o
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import shutil
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from jobs.infra.schemas import (
     VISITOR_ID,
 )
 from jobs.shop.generate import BOT_BEHAVIOURS, BOT_VIEWS_AT_SCALE_1, DAY, MIN_BOT_VIEWS, SECOND
-from jobs.tools.bench_real import PROJECT, _land, _overlay
+from jobs.tools.bench_real import _land, _overlay, export_arguments, write_result
 from jobs.tools.bot_audit import audit_rules, format_tables, read_seen_visitors
 
 FIRST_BOT_ID = 2**62
@@ -179,23 +177,12 @@ def run(data: Path, config: Path, run_date: date, workdir: Path, per_kind: int, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, type=Path, help="the export's folder")
-    parser.add_argument("--config", required=True, type=Path, help="the overlay for this export")
-    parser.add_argument("--date", required=True, type=date.fromisoformat, help="logical date")
     parser.add_argument("--per-kind", type=int, default=5, help="bots of each kind")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="JSON file for the figures")
-    parser.add_argument("--workdir", type=Path, default=PROJECT / ".local" / "bot-inject")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-    if not args.data.is_dir():
-        parser.error(f"--data {args.data}: no such folder")
-    workdir = args.workdir / args.data.name
-    result = run(args.data, args.config, args.date, workdir, args.per_kind, args.seed)
+    args = export_arguments(parser, "bot-inject", argv)
+    result = run(args.data, args.config, args.date, args.workdir, args.per_kind, args.seed)
     print(format_tables(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(result, args.out)
     return 0
 
 
