@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.infra.config import StorageConfig
+from jobs.infra.paths import sha256_file
 
 log = logging.getLogger("storage")
 
@@ -94,22 +95,15 @@ def s3_client(storage: StorageConfig, aws_conn_id: str | None = None):
     )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def s3_sha256_of(path: Path, part_size: int = PART_SIZE) -> str:
+def s3_sha256_of(path: Path, part_size: int = PART_SIZE, sha256: str | None = None) -> str:
     """The ChecksumSHA256 S3 stores for `path` uploaded by `publish`: base64 of the sha256 below
-    `part_size`, else the composite (sha256 of the parts' sha256s) with its part count, ``-N``."""
+    `part_size` (`sha256`, the hex digest, if already known), else the composite (sha256 of the
+    parts' sha256s) with its part count, ``-N``."""
     from s3transfer.utils import ChunksizeAdjuster
 
     size = path.stat().st_size
     if size < part_size:
-        return base64.b64encode(bytes.fromhex(sha256_of(path))).decode()
+        return base64.b64encode(bytes.fromhex(sha256 or sha256_file(path))).decode()
     # s3transfer widens parts past 10,000 of them; ask it, so the parts are the ones it sends.
     chunk = ChunksizeAdjuster().adjust_chunksize(part_size, size)
     parts = []
@@ -335,7 +329,8 @@ class DateWriter:
         entries, expected = [], {}
         for path in sorted(files):
             key = f"{run_prefix}/{path.name}"
-            client_checksum = s3_sha256_of(path, self.part_size)
+            size, digest = path.stat().st_size, sha256_file(path)
+            client_checksum = s3_sha256_of(path, self.part_size, digest)
             self.client.upload_file(
                 str(path),
                 self.bucket,
@@ -343,8 +338,8 @@ class DateWriter:
                 Config=transfer,
                 ExtraArgs={"ChecksumAlgorithm": "SHA256"},
             )
-            entries.append({"key": key, "size": path.stat().st_size, "sha256": sha256_of(path)})
-            expected[key] = (path.stat().st_size, client_checksum)
+            entries.append({"key": key, "size": size, "sha256": digest})
+            expected[key] = (size, client_checksum)
             self.confirm()  # the heartbeat: a writer that stalls loses the lock
         manifest = {
             "dataset": dataset,

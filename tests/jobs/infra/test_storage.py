@@ -3,13 +3,13 @@ from datetime import date
 
 import pytest
 
+from jobs.infra.paths import sha256_file
 from jobs.infra.storage import (
     PublicationError,
     apply_retention,
     publish,
     remove_date,
     s3_sha256_of,
-    sha256_of,
 )
 
 DAY = date(2015, 9, 18)
@@ -49,8 +49,8 @@ def test_publish_uploads_files_then_manifest_then_latest(bucket, tmp_path):
     )
     assert manifest["users"] == 2
     assert {f["key"]: (f["size"], f["sha256"]) for f in manifest["files"]} == {
-        f"{run}/part-00000.jsonl": (3, sha256_of(files[1])),
-        f"{run}/part-00000.parquet": (3, sha256_of(files[0])),
+        f"{run}/part-00000.jsonl": (3, sha256_file(files[1])),
+        f"{run}/part-00000.parquet": (3, sha256_file(files[0])),
     }
     assert _latest(client, storage)["manifest"] == f"s3://{storage.bucket}/{run}/_manifest.json"
     assert pub.uri == f"s3://{storage.bucket}/{run}/"
