@@ -170,7 +170,7 @@ def _export_file_without(name: str, data: bytes, users: set[str]):
     return sink.getvalue().to_pybytes(), gone.num_rows, gone
 
 
-def _rewrite_export(folder: Path, users: set[str], ids: list[int]) -> int:
+def _rewrite_export(folder: Path, users: set[str]) -> int:
     """Rewrite an export folder's .parquet and .jsonl files in place without the users' rows
     (each file replaced by a rename); returns rows removed, Parquet rows and JSON lines."""
     removed = 0
@@ -194,7 +194,7 @@ def _lake_exports(lake: Lake) -> list[Path]:
     return folders
 
 
-def erase_published(client, storage, users: set[str], ids: list[int]) -> dict[str, int]:
+def erase_published(client, storage, users: set[str]) -> dict[str, int]:
     """Rewrite every published run of the visitor datasets on S3 (every date, live or not,
     shadows too) without the users' rows, and each changed run's manifest to match.
 
@@ -216,11 +216,11 @@ def erase_published(client, storage, users: set[str], ids: list[int]) -> dict[st
         for run, names in sorted(runs.items()):
             day = date.fromisoformat(run.rsplit("/dt=", 1)[1].split("/", 1)[0])
             with DateWriter(client, storage, [dataset], day, "erase"):
-                removed.update(_erase_run(client, storage.bucket, run, names, users, ids))
+                removed.update(_erase_run(client, storage.bucket, run, names, users))
     return removed
 
 
-def _erase_run(client, bucket: str, run: str, names: list[str], users, ids) -> dict[str, int]:
+def _erase_run(client, bucket: str, run: str, names: list[str], users) -> dict[str, int]:
     from jobs.infra.storage import MANIFEST
 
     removed, changed, gone = {}, {}, []
@@ -353,14 +353,14 @@ def erase(cfg: Config, raw_ids: list[str], key: bytes | None, client=None) -> di
             removed[str(partition)] = n
     users = export_users(ids, raw_ids, key, text_ids)
     for folder in _lake_exports(lake):
-        n = _rewrite_export(folder, users, ids)
+        n = _rewrite_export(folder, users)
         if n:
             removed[str(folder)] = n
     if client is None:
         from jobs.infra.storage import s3_client
 
         client = s3_client(cfg.storage)
-    removed.update(erase_published(client, cfg.storage, users, ids))
+    removed.update(erase_published(client, cfg.storage, users))
     removed.update(redact_registered_models(cfg, ids))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     # The log names places and counts, never the ids: it must not re-create what it erased.

@@ -14,6 +14,7 @@ def export(config: str, ds: str, run_id: str, ti) -> dict:
     """jobs/export.py for the logical date `ds`, one run folder per try, publishing through the
     config's Airflow connection. Returns the XCom `announce` reads: ids and URIs, no data."""
     from jobs import export as stage
+    from jobs.infra.assets import DATASETS
     from jobs.infra.config import load_config
     from jobs.infra.storage import release_key, s3_client
 
@@ -21,11 +22,10 @@ def export(config: str, ds: str, run_id: str, ti) -> dict:
     attempt = f"{run_id.replace(':', '').replace('+', '')}-{ti.try_number}"
     client = s3_client(cfg.storage, aws_conn_id=cfg.storage.aws_conn_id)
     report = stage.run(cfg, date.fromisoformat(ds), run_id=attempt, client=client)
-    datasets = (stage.RECS_DATASET, stage.SIMILAR_DATASET)
     return {
         "logical_date": ds,
         "run_id": attempt,
         "latest_moved": report["latest_moved"],
         "release": f"s3://{cfg.storage.bucket}/{release_key(cfg.storage)}",
-        "datasets": {dataset: report[dataset]["uri"] for dataset in datasets},
+        "datasets": {dataset: report[dataset]["uri"] for dataset in DATASETS},
     }
