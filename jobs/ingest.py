@@ -248,6 +248,12 @@ def _csv_rows(
     )
 
 
+def _raw_lines_of_quarantined(parsed: DataFrame) -> DataFrame:
+    """RAW_LINE kept only where the quarantine will store it: the line is then neither rebuilt
+    (pseudonymized) nor cached for the accepted rows, which never read it."""
+    return parsed.withColumn(RAW_LINE, F.when(F.col(STATUS) == "quarantined", F.col(RAW_LINE)))
+
+
 def _pseudonymized_line(visitor: int, width: int, delimiter: str, key: bytes) -> Column:
     """The record (over _csv_rows' `_plain`, `_f`, `_quoted`, `_n`) written back as RFC 4180
     CSV with field `visitor` replaced by its keyed hash; other fields keep their text (a quoted
@@ -491,13 +497,15 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
         for s in cfg.ingest.sources
     ]
     empty = _empty_parsed(spark, window)
-    events = mark_erased(_union([f for x in landed for f in x.events], empty), erased).cache()
+    events = _raw_lines_of_quarantined(
+        mark_erased(_union([f for x in landed for f in x.events], empty), erased)
+    ).cache()
     props_frames = [f for x in landed for f in x.properties]
     files = [f for x in landed for f in x.files]
     skipped = [f for x in landed for f in x.skipped]
     counts = count_outcomes(events)
     if props_frames:
-        properties = _union(props_frames[1:], props_frames[0]).cache()
+        properties = _raw_lines_of_quarantined(_union(props_frames[1:], props_frames[0])).cache()
         counts.update(count_outcomes(properties))
         quarantine = quarantined_rows(events).unionByName(quarantined_rows(properties))
         facts = accepted_facts(properties)
