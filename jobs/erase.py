@@ -213,14 +213,24 @@ def erase_published(client, storage, users: set[str]) -> dict[str, int]:
                 run, _, name = obj["Key"].rpartition("/")
                 if "/run=" in run:
                     runs.setdefault(run, []).append(name)
-        for run, names in sorted(runs.items()):
+        by_day: dict[date, list[str]] = {}
+        for run in sorted(runs):
             day = date.fromisoformat(run.rsplit("/dt=", 1)[1].split("/", 1)[0])
-            with DateWriter(client, storage, [dataset], day, "erase"):
-                removed.update(_erase_run(client, storage.bucket, run, names, users))
+            by_day.setdefault(day, []).append(run)
+        for day, day_runs in by_day.items():
+            # One lock per date, renewed after every rewrite like an upload renews it: a long
+            # erase keeps the date, or fails rather than write beside an export that took it.
+            with DateWriter(client, storage, [dataset], day, "erase") as writer:
+                for run in day_runs:
+                    removed.update(
+                        _erase_run(client, storage.bucket, run, runs[run], users, writer.confirm)
+                    )
     return removed
 
 
-def _erase_run(client, bucket: str, run: str, names: list[str], users) -> dict[str, int]:
+def _erase_run(
+    client, bucket: str, run: str, names: list[str], users, renew_lock
+) -> dict[str, int]:
     from jobs.infra.storage import MANIFEST
 
     removed, changed, gone = {}, {}, []
@@ -231,6 +241,7 @@ def _erase_run(client, bucket: str, run: str, names: list[str], users) -> dict[s
         if not n:
             continue
         client.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
+        renew_lock()
         removed[f"s3://{bucket}/{key}"] = n
         changed[key] = data
         if rows is not None:
