@@ -374,6 +374,13 @@ def test_the_dag_is_scheduled_by_the_config_make_up_uses(services):
     }
     in_checkout = PROJECT_ROOT / config.removeprefix(image_root)
     assert load_config(in_checkout, environ=env).schedule == expected
+    # The Assets' URIs are built where the DAG is parsed: the same storage the export writes to.
+    runs_tasks = {
+        k: _interpolate(v, _filled_env())
+        for k, v in _environment(services["airflow-scheduler"]).items()
+    }
+    parsed_with = load_config(in_checkout, environ=env).storage
+    assert parsed_with == load_config(in_checkout, environ=runs_tasks).storage
 
 
 def test_env_example_defines_every_required_variable_and_holds_no_secret():
