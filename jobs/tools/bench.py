@@ -154,7 +154,7 @@ def run(
     workdir: Path,
     until: str | None = None,
     repeat: int = 1,
-    side_repeat: int = 3,
+    side_repeat: int = 0,
     resume: bool = False,
 ) -> dict:
     """Every step of the `steps` table below, in order, each measured; stops after step
@@ -265,8 +265,12 @@ def run(
         "export": export,
         "summarize": lambda: stage("summarize", times=1),
         "monitor": lambda: stage("monitor", times=1),
-        "vs_bare_implicit": lambda: side_by_side(run_date, config, env, workdir, side_repeat),
+        "bare_night": lambda: bare_night(run_date, config, env, workdir, repeat),
     }
+    if side_repeat:
+        steps["vs_bare_implicit"] = lambda: side_by_side(
+            run_date, config, env, workdir, side_repeat
+        )
     started: list[str] = []
     if until is not None and until not in steps:
         raise ValueError(f"no step {until!r}; the steps are {', '.join(steps)}")
@@ -290,6 +294,18 @@ def run(
 
 # The steps that publish or read the published lists need the S3 endpoint.
 S3_STEPS = ("gate", "export", "summarize")
+
+
+def bare_night(run_date: date, config: Path, env: dict, workdir: Path, repeat: int) -> dict:
+    """The bare script (jobs.tools.bare_night) on this run's training split and parameters,
+    measured like a stage: what a night is held against."""
+    out = workdir / "bare_night.parquet"
+    cmd = [sys.executable, "-m", "jobs.tools.bare_night", "--config", str(config)]
+    cmd += ["--run-date", run_date.isoformat(), "--out", str(out)]
+    figure = repeated(cmd, env, workdir / "logs" / "bare_night", repeat)
+    log = (workdir / "logs" / "bare_night.0.log").read_text().strip().splitlines()
+    out.unlink(missing_ok=True)
+    return {**figure, **json.loads(log[-1])}
 
 
 def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat: int) -> dict:
@@ -341,9 +357,17 @@ def nightly_totals(figures: dict) -> dict:
     other_nights = None
     if "train" in figures and "train_reuse" in figures:
         other_nights = seconds - figures["train"]["seconds"] + figures["train_reuse"]["seconds"]
+    bare = figures.get("bare_night", {}).get("seconds")
+
+    def versus_bare(night: float | None) -> float | None:
+        return None if night is None or not bare else round(night / bare, 2)
+
     return {
         "seconds": round(seconds, 1),
         "other_nights_seconds": None if other_nights is None else round(other_nights, 1),
+        "bare_seconds": bare,
+        "search_night_vs_bare": versus_bare(seconds),
+        "other_nights_vs_bare": versus_bare(other_nights),
         "cpu_seconds": round(cpu, 1),
         "peak_rss_mb": max(f["peak_rss_mb"] for f in stages),
         "cpu_seconds_per_1000_users": round(cpu / users * 1000, 3) if users else None,
@@ -406,6 +430,12 @@ def render(result: dict) -> str:
                 f"The nights between searches (train refits the last search's parameters): "
                 f"**{nightly['other_nights_seconds']} s** wall."
             )
+        if nightly.get("bare_seconds"):
+            rows.append(
+                f"The bare script (jobs/tools/bare_night.py): {nightly['bare_seconds']} s; "
+                f"a search night is **{nightly['search_night_vs_bare']}x** it, a night between "
+                f"searches **{nightly['other_nights_vs_bare']}x**."
+            )
     versus = result["stages"].get("vs_bare_implicit")
     if versus:
         train, export = versus["train"], versus["export"]
@@ -444,12 +474,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stage (medians)")
     parser.add_argument(
-        "--side-repeat", type=int, default=3, help="pairs in each side by side with bare implicit"
+        "--side-repeat",
+        type=int,
+        default=0,
+        help="pairs in the fit and export side by side with bare implicit (0: not run)",
     )
     args = parser.parse_args(argv)
     workdir = args.workdir or PROJECT / ".local" / "bench" / f"scale-{args.scale:g}"
-    if min(args.repeat, args.side_repeat) < 1:
-        parser.error("--repeat and --side-repeat must be at least 1")
+    if args.repeat < 1 or args.side_repeat < 0:
+        parser.error("--repeat must be at least 1 and --side-repeat at least 0")
     stages = run(
         args.scale,
         args.seed,

@@ -72,6 +72,7 @@ def test_nightly_totals_sum_the_nightly_stages_only():
         "train": {"seconds": 60.0, "cpu_seconds": 110.0, "peak_rss_mb": 2500.0},
         "train_reuse": {"seconds": 25.0, "cpu_seconds": 40.0, "peak_rss_mb": 2000.0},
         "export": {"seconds": 40.0, "cpu_seconds": 48.0, "peak_rss_mb": 900.0, "users": 2000},
+        "bare_night": {"seconds": 50.0, "cpu_seconds": 90.0, "peak_rss_mb": 1500.0},
     }
     figures["ingest_day"]["spark_startup_s"] = 6.5
     figures["clean"]["spark_startup_s"] = 7.0
@@ -82,6 +83,9 @@ def test_nightly_totals_sum_the_nightly_stages_only():
     assert totals == {
         "seconds": 130.0,
         "other_nights_seconds": 95.0,  # train_reuse instead of train
+        "bare_seconds": 50.0,  # the bare script is what a night is held against, not part of it
+        "search_night_vs_bare": 2.6,
+        "other_nights_vs_bare": 1.9,
         "cpu_seconds": 200.0,
         "peak_rss_mb": 2500.0,
         "cpu_seconds_per_1000_users": 100.0,
