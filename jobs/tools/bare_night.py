@@ -10,7 +10,8 @@ what the ratio prices.
 It deliberately uses only pandas, scipy, implicit and pyarrow, and none of the pipeline's
 modules but the config loader, so that its time is that of the plain libraries.
 
-    python -m jobs.tools.bare_night --config configs/local.yaml --run-date 2015-09-18 --out recs.parquet
+    python -m jobs.tools.bare_night --config configs/local.yaml --run-date 2015-09-18 \
+        --out recs.parquet
 """
 
 from __future__ import annotations
