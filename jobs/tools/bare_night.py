@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = None
     for start in range(0, len(visitors), BATCH):
         rows = np.arange(start, min(start + BATCH, len(visitors)))
-        ids, scores = model.recommend(
-            rows, None, N=n, filter_already_liked_items=False, items=pool
-        )
+        ids, scores = model.recommend(rows, None, N=n, filter_already_liked_items=False, items=pool)
         table = pa.table(
             {
                 "user_id": np.repeat(visitors[rows], ids.shape[1]),
