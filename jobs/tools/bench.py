@@ -68,7 +68,12 @@ def machine() -> dict:
 
 
 def measured(
-    cmd: list[str], env: dict, log: Path, every: float = 0.2, ok: tuple[int, ...] = (0,)
+    cmd: list[str],
+    env: dict,
+    log: Path,
+    every: float = 0.2,
+    ok: tuple[int, ...] = (0,),
+    beside: int | None = None,
 ) -> dict:
     """Run `cmd` to completion in its own process group: wall seconds, CPU seconds and peak
     resident memory of the whole group (the stage's Python and the JVM it starts, which Python
@@ -78,17 +83,25 @@ def measured(
     sum of each process's last reading (or the kernel's figure for the command and the children
     it waited for, when larger), peak memory the largest summed RSS seen (or the largest single
     process's peak, when larger). A process living less than `every` may be missed.
+
+    `beside`: the process group of a service the command works through (the night's Spark
+    Connect server): its CPU seconds during the run and its memory count as the command's.
     """
     started = time.perf_counter()
     cpu: dict[int, float] = {}
     peak_rss = 0
+    service = group_usage(beside) if beside else {}
+    service_cpu = sum(seconds for seconds, _ in service.values())
     proc = start_group(cmd, env, PROJECT, log)
     deadline, waited = None, None
     while True:
         usage = group_usage(proc.pid)
         for pid, (seconds, _) in usage.items():
             cpu[pid] = max(cpu.get(pid, 0.0), seconds)
-        peak_rss = max(peak_rss, sum(rss for _, rss in usage.values()))
+        if beside:
+            service = group_usage(beside)
+        rss_beside = sum(rss for _, rss in service.values())
+        peak_rss = max(peak_rss, sum(rss for _, rss in usage.values()) + rss_beside)
         if waited is None:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -100,9 +113,11 @@ def measured(
     seconds = time.perf_counter() - started
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    service_cpu = sum(seconds for seconds, _ in service.values()) - service_cpu
+    own_cpu = max(sum(cpu.values()), waited.ru_utime + waited.ru_stime)
     return {
         "seconds": round(seconds, 1),
-        "cpu_seconds": round(max(sum(cpu.values()), waited.ru_utime + waited.ru_stime), 1),
+        "cpu_seconds": round(own_cpu + service_cpu, 1),
         "peak_rss_mb": round(max(peak_rss / 1024**2, waited.ru_maxrss / 1024), 1),
     }
 

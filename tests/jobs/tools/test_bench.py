@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 from datetime import date
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from jobs.infra import spark
 from jobs.tools import bench
 from jobs.tools.bench import measured, repeated
+from jobs.tools.processes import start_group, stop_group
 
 # Holds 200 MB for a moment and burns CPU in a grandchild, so both show in the parent's figures.
 CHILD = """
@@ -39,6 +41,43 @@ def test_a_process_the_command_never_waits_for_is_counted_too(tmp_path):
 
     assert figures["peak_rss_mb"] >= 200
     assert figures["cpu_seconds"] >= 0.4  # sampled: the last fraction of a second may be missed
+
+
+def test_a_service_the_command_works_through_counts_as_its_own(tmp_path):
+    # As the night's Spark Connect server: started before the command, working for it.
+    ready, go, done = (tmp_path / name for name in ("ready", "go", "done"))
+    service = f"""
+import time
+from pathlib import Path
+block = bytearray(200 * 1024 * 1024)
+block[::4096] = b"x" * len(block[::4096])
+Path({str(ready)!r}).touch()
+while not Path({str(go)!r}).exists():
+    time.sleep(0.01)
+started = time.process_time()
+while time.process_time() - started < 0.5:
+    pass
+Path({str(done)!r}).touch()
+time.sleep(60)
+"""
+    command = f"""
+import time
+from pathlib import Path
+Path({str(go)!r}).touch()
+while not Path({str(done)!r}).exists():
+    time.sleep(0.01)
+"""
+    server = start_group([sys.executable, "-c", service], {}, bench.PROJECT, tmp_path / "s")
+    try:
+        while not ready.exists():
+            time.sleep(0.01)
+
+        figures = measured([sys.executable, "-c", command], {}, tmp_path / "log", beside=server.pid)
+    finally:
+        stop_group(server.pid, timeout=5)
+
+    assert figures["peak_rss_mb"] >= 200
+    assert figures["cpu_seconds"] >= 0.5  # the CPU it burned for the command
 
 
 def test_a_failing_command_names_its_log(tmp_path):
