@@ -26,13 +26,16 @@ READY_MESSAGE = "spark session ready: %.1f s to start, %.1f s after the process 
 
 
 def get_spark(app_name: str, cfg: Config):
+    """The stage's session: on the Connect server `spark.remote` when set, else its own."""
+    started = time.perf_counter()
+    session = attach(cfg.spark) if cfg.spark.remote is not None else _own_session(app_name, cfg)
+    log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
+    return session
+
+
+def _own_session(app_name: str, cfg: Config):
     from pyspark.sql import SparkSession
 
-    started = time.perf_counter()
-    if cfg.spark.remote is not None:
-        session = attach(cfg.spark)
-        log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
-        return session
     builder = SparkSession.builder.appName(app_name)
     submitted = _launched_by_spark_submit()
     master = _submitted_master() if submitted else cfg.spark.master
@@ -40,9 +43,7 @@ def get_spark(app_name: str, cfg: Config):
         builder = builder.config(key, value)
     if not submitted:
         builder = builder.master(cfg.spark.master)
-    session = builder.getOrCreate()
-    log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
-    return session
+    return builder.getOrCreate()
 
 
 def attach(spark: SparkConfig):
