@@ -92,6 +92,8 @@ def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_writ
         )
         assert done.returncode == 0, f"{stage}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         assert "spark session ready" in done.stdout, done.stdout[-2000:]
+        # The server runs the same config: no setting of it differs from the stage's.
+        assert "on the Connect server" not in done.stdout, done.stdout[-2000:]
 
     own = load_config(_write_overlay(tmp_path, "local"), environ={})
     modules = {"ingest": ingest, "clean": clean, "validate": validate, "split": split}
