@@ -8,10 +8,10 @@ Every night, for the logical date `ds`:
 
 | task | what it does | runs as |
 |---|---|---|
-| ingest | files landed for `ds` -> bronze events, quarantine, item facts, catalog | spark-submit |
-| clean | history up to `ds` without crawlers and test traffic -> silver events | spark-submit |
-| validate | Great Expectations: bronze, silver, catalog; Data Docs; stops bad data | spark-submit |
-| split | chronological train / test, the catalog as of the cutoff | spark-submit |
+| ingest | files landed for `ds` -> bronze events, quarantine, item facts, catalog | spark* |
+| clean | history up to `ds` without crawlers and test traffic -> silver events | spark* |
+| validate | Great Expectations: bronze, silver, catalog; Data Docs; stops bad data | spark* |
+| split | chronological train / test, the catalog as of the cutoff | spark* |
 | train | tuned implicit ALS (trials as nested runs), registered as `challenger` | python |
 | evaluate | challenger vs baselines, champion, oracle; re-ranking trade-offs; bias audit | python |
 | gate | champion: the challenger, or the best baseline if better (night one: always) | python |
@@ -19,6 +19,9 @@ Every night, for the logical date `ds`:
 | announce | an Asset event per published dataset when latest.json moved (else skipped) | task |
 | summarize | one-screen summary of the run (also the task's XCom) | python |
 | monitor | tonight vs the trailing nights; **fails** (the alert) when a fact drifts | python |
+
+spark*: spark-submit; with `spark.remote` set in the config `RECS_CONFIG` names, python attached
+to that Spark Connect server, which the night's Spark stages share (`make up` starts one).
 
 A skipped `gate` means the champion stays: the export republishes it. Whenever the challenger
 is not promoted, its lists for a sample of visitors go under `shadow/` (never latest.json).
@@ -65,7 +68,10 @@ STAGE_ARGS = ["--run-date", "{{ ds }}", "--config", "{{ params.config }}"]
 GATED_EXIT_CODE = 99  # jobs/gate.py exits with it when the challenger is not promoted
 
 
-def _spark_stage(name: str) -> SparkSubmitOperator:
+def _spark_stage(name: str) -> SparkSubmitOperator | BashOperator:
+    if SETTINGS.spark.remote is not None:
+        # The Spark Connect server holds the driver: the stage is a small Python client of it.
+        return _python_stage(name)
     return SparkSubmitOperator(
         task_id=name,
         application=str(PROJECT / "jobs" / f"{name}.py"),

@@ -350,55 +350,60 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     rows_by_date = {r[DT]: r["count"] for r in bronze.groupBy(DT).count().collect()}
     rows_in = sum(rows_by_date.values())
     events = drop_cross_day_duplicates(bronze).cache()
-    duplicates = rows_in - events.count()
+    removed = None
+    try:
+        duplicates = rows_in - events.count()
 
-    started = time.perf_counter()
-    removed_path = lake.partition("silver", "removed_visitors", run_date)
-    # A few hundred rows: one sorted file, without the sampling pass a global sort would add.
-    cap = day_cap(events, cfg.clean)
-    flagged = flag_bots(events, cfg.clean, cap).repartition(1).sortWithinPartitions(VISITOR_ID)
-    flagged.write.mode("overwrite").parquet(str(removed_path))
-    # Timing goes to the log, not the report: a rerun must rewrite the report identically.
-    log.info("flagged bots in %.1fs", time.perf_counter() - started)
-    # Read back: what is counted and dropped is exactly what was written.
-    removed = spark.read.parquet(str(removed_path)).cache()
-    silver_path = lake.partition("silver", "events", run_date)
-    drop_flagged(events, removed, cfg.clean.test_item_ids).select(*EVENT_COLUMNS).orderBy(
-        *EVENT_KEY
-    ).write.mode("overwrite").parquet(str(silver_path))
-    rows_out = spark.read.parquet(str(silver_path)).count()
-    counts = count_by_rule(events, removed, cfg.clean.test_item_ids)
-    reconcile(rows_in, rows_out, counts["removed_events"], duplicates)
+        started = time.perf_counter()
+        removed_path = lake.partition("silver", "removed_visitors", run_date)
+        # A few hundred rows: one sorted file, without the sampling pass a global sort would add.
+        cap = day_cap(events, cfg.clean)
+        flagged = flag_bots(events, cfg.clean, cap).repartition(1).sortWithinPartitions(VISITOR_ID)
+        flagged.write.mode("overwrite").parquet(str(removed_path))
+        # Timing goes to the log, not the report: a rerun must rewrite the report identically.
+        log.info("flagged bots in %.1fs", time.perf_counter() - started)
+        # Read back: what is counted and dropped is exactly what was written.
+        removed = spark.read.parquet(str(removed_path)).cache()
+        silver_path = lake.partition("silver", "events", run_date)
+        drop_flagged(events, removed, cfg.clean.test_item_ids).select(*EVENT_COLUMNS).orderBy(
+            *EVENT_KEY
+        ).write.mode("overwrite").parquet(str(silver_path))
+        rows_out = spark.read.parquet(str(silver_path)).count()
+        counts = count_by_rule(events, removed, cfg.clean.test_item_ids)
+        reconcile(rows_in, rows_out, counts["removed_events"], duplicates)
 
-    inputs = [
-        {
-            "partition": str(lake.partition("bronze", "events", d)),
-            "rows": rows_by_date.get(d, 0),
-            "sha256": partition_digest(lake.partition("bronze", "events", d)),
+        inputs = [
+            {
+                "partition": str(lake.partition("bronze", "events", d)),
+                "rows": rows_by_date.get(d, 0),
+                "sha256": partition_digest(lake.partition("bronze", "events", d)),
+            }
+            for d in dates
+        ]
+        n_removed = removed.count()
+        write_lineage(silver_path, inputs, rows=rows_out, config=cfg.fingerprint())
+        write_lineage(removed_path, inputs, rows=n_removed, config=cfg.fingerprint())
+        report = {
+            "run_date": run_date.isoformat(),
+            "bronze_partitions": len(dates),
+            "first_bronze_date": dates[0].isoformat(),
+            "rows_in": rows_in,
+            "duplicates_across_days": duplicates,
+            "rows_out": rows_out,
+            "removed_events": counts["removed_events"],
+            "removed_visitors": n_removed,
+            "events_per_day_cap": cap,
+            "by_rule": counts["by_rule"],
+            "any_rule": counts["any_rule"],
         }
-        for d in dates
-    ]
-    n_removed = removed.count()
-    write_lineage(silver_path, inputs, rows=rows_out, config=cfg.fingerprint())
-    write_lineage(removed_path, inputs, rows=n_removed, config=cfg.fingerprint())
-    report = {
-        "run_date": run_date.isoformat(),
-        "bronze_partitions": len(dates),
-        "first_bronze_date": dates[0].isoformat(),
-        "rows_in": rows_in,
-        "duplicates_across_days": duplicates,
-        "rows_out": rows_out,
-        "removed_events": counts["removed_events"],
-        "removed_visitors": n_removed,
-        "events_per_day_cap": cap,
-        "by_rule": counts["by_rule"],
-        "any_rule": counts["any_rule"],
-    }
-    lake.write_stage_report(run_date, "clean", report)
-    events.unpersist()
-    removed.unpersist()
-    log.info("clean %s: %s", run_date, report)
-    return report
+        lake.write_stage_report(run_date, "clean", report)
+        log.info("clean %s: %s", run_date, report)
+        return report
+    finally:
+        # On a shared Spark Connect server a cache outlives the session that made it.
+        events.unpersist()
+        if removed is not None:
+            removed.unpersist()
 
 
 def main(argv: list[str] | None = None) -> int:

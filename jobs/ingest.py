@@ -503,99 +503,109 @@ def run(cfg: Config, run_date: date, spark: SparkSession) -> dict:
     props_frames = [f for x in landed for f in x.properties]
     files = [f for x in landed for f in x.files]
     skipped = [f for x in landed for f in x.skipped]
-    counts = count_outcomes(events)
-    if props_frames:
-        properties = _raw_lines_of_quarantined(_union(props_frames[1:], props_frames[0])).cache()
-        counts.update(count_outcomes(properties))
-        quarantine = quarantined_rows(events).unionByName(quarantined_rows(properties))
-        facts = accepted_facts(properties)
-    else:
-        quarantine = quarantined_rows(events)
-        facts = facts_from_events(events)
-
-    quarantine_path = lake.partition("quarantine", "rows", run_date)
-    quarantine.orderBy(SOURCE, FILE, REASON, RAW_LINE).write.mode("overwrite").parquet(
-        str(quarantine_path)
-    )
-    report: dict = {"run_date": run_date.isoformat(), "files": counts}
+    properties = None
     try:
-        check_quarantine_rate(counts, cfg.ingest.max_quarantine_rate, quarantine_path)
-    except QuarantineRateError as err:
-        # Nothing of a rejected day may reach silver: drop its bronze so the next clean stops at
-        # the gap instead of training on half a day.
-        _remove_partitions(lake, run_date, BRONZE_TABLES)
-        lake.write_stage_report(run_date, "ingest", {**report, "error": str(err)})
-        raise
+        counts = count_outcomes(events)
+        if props_frames:
+            properties = _raw_lines_of_quarantined(
+                _union(props_frames[1:], props_frames[0])
+            ).cache()
+            counts.update(count_outcomes(properties))
+            quarantine = quarantined_rows(events).unionByName(quarantined_rows(properties))
+            facts = accepted_facts(properties)
+        else:
+            quarantine = quarantined_rows(events)
+            facts = facts_from_events(events)
 
-    ingest_run = f"ingest/{run_date.isoformat()}"
-    events_path = lake.partition("bronze", "events", run_date)
-    accepted_events(events, ingest_run).orderBy(*EVENT_KEY).write.mode("overwrite").parquet(
-        str(events_path)
-    )
-    dictionary_path = lake.partition("bronze", "id_dictionary", run_date)
-    id_dictionary(events).orderBy(ID_COLUMN, "id").write.mode("overwrite").parquet(
-        str(dictionary_path)
-    )
-    check_id_dictionary(spark.read.parquet(str(dictionary_path)), dictionary_path)
-    facts_path = lake.partition("bronze", "item_facts", run_date)
-    facts.orderBy(ITEM_ID, FACT_TS, SOURCE).write.mode("overwrite").parquet(str(facts_path))
-    fact_dates = lake.dates_until("bronze", "item_facts", run_date)
-    all_facts = spark.read.parquet(
-        *[str(lake.partition("bronze", "item_facts", d)) for d in fact_dates]
-    )
-    catalog_path = lake.partition("bronze", "catalog", run_date)
-    snapshot_catalog(all_facts, window.until).orderBy(ITEM_ID).write.mode("overwrite").parquet(
-        str(catalog_path)
-    )
+        quarantine_path = lake.partition("quarantine", "rows", run_date)
+        quarantine.orderBy(SOURCE, FILE, REASON, RAW_LINE).write.mode("overwrite").parquet(
+            str(quarantine_path)
+        )
+        report: dict = {"run_date": run_date.isoformat(), "files": counts}
+        try:
+            check_quarantine_rate(counts, cfg.ingest.max_quarantine_rate, quarantine_path)
+        except QuarantineRateError as err:
+            # Nothing of a rejected day may reach silver: drop its bronze so the next clean stops at
+            # the gap instead of training on half a day.
+            _remove_partitions(lake, run_date, BRONZE_TABLES)
+            lake.write_stage_report(run_date, "ingest", {**report, "error": str(err)})
+            raise
 
-    # Count what was written (cheap Parquet reads), not what was meant to be written.
-    written = spark.read.parquet(str(events_path)).count()
-    accepted_rows = sum(c["accepted"] for name, c in counts.items() if _is_events(name, files))
-    duplicates = reconcile(counts, accepted_rows, written)
-    quarantined = spark.read.parquet(str(quarantine_path)).count()
-    if quarantined != sum(c["quarantined"] for c in counts.values()):
-        raise ReconciliationError(f"{quarantine_path} holds {quarantined} rows, counted {counts}")
-    events.unpersist()
+        ingest_run = f"ingest/{run_date.isoformat()}"
+        events_path = lake.partition("bronze", "events", run_date)
+        accepted_events(events, ingest_run).orderBy(*EVENT_KEY).write.mode("overwrite").parquet(
+            str(events_path)
+        )
+        dictionary_path = lake.partition("bronze", "id_dictionary", run_date)
+        id_dictionary(events).orderBy(ID_COLUMN, "id").write.mode("overwrite").parquet(
+            str(dictionary_path)
+        )
+        check_id_dictionary(spark.read.parquet(str(dictionary_path)), dictionary_path)
+        facts_path = lake.partition("bronze", "item_facts", run_date)
+        facts.orderBy(ITEM_ID, FACT_TS, SOURCE).write.mode("overwrite").parquet(str(facts_path))
+        fact_dates = lake.dates_until("bronze", "item_facts", run_date)
+        all_facts = spark.read.parquet(
+            *[str(lake.partition("bronze", "item_facts", d)) for d in fact_dates]
+        )
+        catalog_path = lake.partition("bronze", "catalog", run_date)
+        snapshot_catalog(all_facts, window.until).orderBy(ITEM_ID).write.mode("overwrite").parquet(
+            str(catalog_path)
+        )
 
-    catalog_items = spark.read.parquet(str(catalog_path)).count()
-    raw_rows = sum(c["raw_rows"] for c in counts.values())
-    report.update(
-        raw_rows=raw_rows,
-        accepted=written,
-        duplicates=duplicates,
-        quarantined=quarantined,
-        ignored=sum(c["ignored"] for c in counts.values()),
-        erased=sum(c["erased"] for c in counts.values()),
-        quarantine_rate=quarantined / raw_rows if raw_rows else 0.0,
-        quarantine_reasons=dict(
-            sum((Counter(c["reasons"]) for c in counts.values()), Counter()).most_common()
-        ),
-        catalog_items=catalog_items,
-        empty_day=not files,
-        skipped_files=skipped,
-        window=[window.earliest.isoformat(), window.until.isoformat()],
-    )
-    for file in files:
-        file["rows"] = counts.get(file["file"], {}).get("raw_rows", 0)
-    write_lineage(events_path, files, rows=written, ingest_run=ingest_run)
-    write_lineage(quarantine_path, files, rows=quarantined)
-    write_lineage(facts_path, files)
-    write_lineage(
-        catalog_path,
-        [
-            {
-                "partition": str(lake.partition("bronze", "item_facts", d)),
-                "sha256": partition_digest(lake.partition("bronze", "item_facts", d)),
-            }
-            for d in fact_dates
-        ],
-        rows=catalog_items,
-    )
-    lake.write_stage_report(run_date, "ingest", report)
-    if not files:
-        log.warning("ingest %s: empty day, no files landed for any source", run_date)
-    log.info("ingest %s: %s", run_date, report)
-    return report
+        # Count what was written (cheap Parquet reads), not what was meant to be written.
+        written = spark.read.parquet(str(events_path)).count()
+        accepted_rows = sum(c["accepted"] for name, c in counts.items() if _is_events(name, files))
+        duplicates = reconcile(counts, accepted_rows, written)
+        quarantined = spark.read.parquet(str(quarantine_path)).count()
+        if quarantined != sum(c["quarantined"] for c in counts.values()):
+            raise ReconciliationError(
+                f"{quarantine_path} holds {quarantined} rows, counted {counts}"
+            )
+
+        catalog_items = spark.read.parquet(str(catalog_path)).count()
+        raw_rows = sum(c["raw_rows"] for c in counts.values())
+        report.update(
+            raw_rows=raw_rows,
+            accepted=written,
+            duplicates=duplicates,
+            quarantined=quarantined,
+            ignored=sum(c["ignored"] for c in counts.values()),
+            erased=sum(c["erased"] for c in counts.values()),
+            quarantine_rate=quarantined / raw_rows if raw_rows else 0.0,
+            quarantine_reasons=dict(
+                sum((Counter(c["reasons"]) for c in counts.values()), Counter()).most_common()
+            ),
+            catalog_items=catalog_items,
+            empty_day=not files,
+            skipped_files=skipped,
+            window=[window.earliest.isoformat(), window.until.isoformat()],
+        )
+        for file in files:
+            file["rows"] = counts.get(file["file"], {}).get("raw_rows", 0)
+        write_lineage(events_path, files, rows=written, ingest_run=ingest_run)
+        write_lineage(quarantine_path, files, rows=quarantined)
+        write_lineage(facts_path, files)
+        write_lineage(
+            catalog_path,
+            [
+                {
+                    "partition": str(lake.partition("bronze", "item_facts", d)),
+                    "sha256": partition_digest(lake.partition("bronze", "item_facts", d)),
+                }
+                for d in fact_dates
+            ],
+            rows=catalog_items,
+        )
+        lake.write_stage_report(run_date, "ingest", report)
+        if not files:
+            log.warning("ingest %s: empty day, no files landed for any source", run_date)
+        log.info("ingest %s: %s", run_date, report)
+        return report
+    finally:
+        # On a shared Spark Connect server a cache outlives the session that made it.
+        events.unpersist()
+        if properties is not None:
+            properties.unpersist()
 
 
 def _is_events(name: str, files: list[dict]) -> bool:

@@ -58,6 +58,13 @@ class PathsConfig(_Section):
     suites: Path
 
 
+# sc://<host>:<port> and nothing else (a host name or IPv4 address): parameters after ";" carry
+# the token or session ids, neither of which belongs in a config file.
+_CONNECT_URL = re.compile(
+    r"^sc://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})$"
+)
+
+
 class SparkConfig(_Section):
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
@@ -66,6 +73,32 @@ class SparkConfig(_Section):
     # then face no network; Spark's own choice (SPARK_LOCAL_IP, else the host's name) on a
     # cluster, whose executors must reach the driver. Set it where that choice is wrong.
     bind_address: str | None = None
+    # A Spark Connect server ("sc://localhost:15002") the Spark stages attach to, so a night's
+    # stages share one driver instead of starting one each (python -m jobs.tools.spark_connect
+    # start runs one from this config). null: each stage its own session, as spark-submit or
+    # `master` gives it. The token comes from SPARK_CONNECT_AUTHENTICATE_TOKEN, never from here.
+    remote: str | None = None
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        match = _CONNECT_URL.match(url)
+        if match is None:
+            extra = " (a ;token= belongs in SPARK_CONNECT_AUTHENTICATE_TOKEN)" if ";" in url else ""
+            raise ValueError(f"{url!r} is not sc://<host>:<port>{extra}")
+        host, port = match["host"], int(match["port"])
+        if not 0 < port < 65536:
+            raise ValueError(f"{url!r}: port {port} is not in 1..65535")
+        address = ipaddress.ip_address(host) if _is_ip_address(host) else None
+        if address is not None and address.is_unspecified:
+            raise ValueError(f"{url!r}: {host} names no server to connect to")
+        if address is not None and address.is_loopback:
+            # With a token the client sends it over plain gRPC only to the name localhost; to a
+            # loopback address it would try TLS, which the local server does not speak.
+            raise ValueError(f"{url!r}: write sc://localhost:{port} for this machine")
+        return url
 
     @field_validator("bind_address")
     @classmethod

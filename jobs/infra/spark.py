@@ -2,8 +2,10 @@
 
 Under spark-submit the master and resources come from the submit command (the Airflow
 connection), so the same job runs on local[*] or a cluster unchanged; run directly with python,
-the config's `spark.master` applies. On a local master the driver listens on 127.0.0.1 only
-(`session_conf`), since its ports take no authentication.
+the config's `spark.master` applies. With `spark.remote` set, the session is one on that Spark
+Connect server instead (jobs.tools.spark_connect starts one), so a night's stages share a driver.
+On a local master the driver listens on 127.0.0.1 only (`session_conf`), since its ports take
+no authentication.
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ READY_MESSAGE = "spark session ready: %.1f s to start, %.1f s after the process 
 
 
 def get_spark(app_name: str, cfg: Config):
+    """The stage's session: on the Connect server `spark.remote` when set, else its own."""
+    started = time.perf_counter()
+    session = attach(cfg.spark) if cfg.spark.remote is not None else _own_session(app_name, cfg)
+    log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
+    return session
+
+
+def _own_session(app_name: str, cfg: Config):
     from pyspark.sql import SparkSession
 
-    started = time.perf_counter()
     builder = SparkSession.builder.appName(app_name)
     submitted = _launched_by_spark_submit()
     master = _submitted_master() if submitted else cfg.spark.master
@@ -34,8 +43,35 @@ def get_spark(app_name: str, cfg: Config):
         builder = builder.config(key, value)
     if not submitted:
         builder = builder.master(cfg.spark.master)
-    session = builder.getOrCreate()
-    log.info(READY_MESSAGE, time.perf_counter() - started, process_age_seconds())
+    return builder.getOrCreate()
+
+
+def attach(spark: SparkConfig):
+    """A session on the Spark Connect server `spark.remote`, with the runtime SQL settings of
+    `spark.conf` (time zone, shuffle partitions, ...) set on it.
+
+    The rest of `spark.conf` (driver memory, UI, ...) is fixed when the server starts, by
+    jobs.tools.spark_connect from the same config; a value the server holds differently is
+    logged as a warning, since this session cannot change it. `stop()` ends the session, not
+    the server.
+    """
+    from pyspark.sql import SparkSession
+
+    # Not builder.config(): the Connect builder sets options after the fact and drops the
+    # ones the server refuses without a word.
+    session = SparkSession.builder.remote(spark.remote).getOrCreate()
+    for key, value in spark.conf.items():
+        if session.conf.isModifiable(key):
+            session.conf.set(key, value)
+        elif (held := session.conf.get(key, None)) != value:
+            log.warning(
+                "spark.conf %s is %s on the Connect server %s, not %s: the server's is fixed "
+                "when it starts; restart it with this config to change it",
+                key,
+                held,
+                spark.remote,
+                value,
+            )
     return session
 
 

@@ -1,5 +1,6 @@
 """The local stack: Airflow (api-server, scheduler, dag-processor, triggerer; LocalExecutor), the
-MLflow server on the jobs' own store, and the S3 endpoint, all on 127.0.0.1.
+MLflow server on the jobs' own store, the S3 endpoint, and a Spark Connect server the night's
+Spark stages share (jobs/tools/spark_connect.py), all on 127.0.0.1.
 
 `up` prepares the synthetic shop when needed (generated, landed as daily arrivals for the last
 `--days` days, the history before them loaded once), starts every process in its own process
@@ -28,23 +29,41 @@ from jobs.infra.config import Config, load_config
 from jobs.tools.demo import DAG_ID, PROJECT, _run, airflow_env, prepare_shop
 from jobs.tools.processes import group_members, group_rss_mb, start_group, stop_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
+from jobs.tools.spark_connect import TOKEN_ENV, answers, local_port, new_token, server_command
+from jobs.tools.spark_connect import server_env as connect_env
 
 STATE = PROJECT / ".local" / "stack"
 PIDS = STATE / "pids.json"
 AIRFLOW_PORT, MLFLOW_PORT = 8080, 5000
+CONNECT_PORT = 15002  # Spark Connect's own default; the config's spark.remote wins
 USER, PASSWORD = "admin", "admin"
 # Stop order: what schedules work first, the stores it writes to last (S3 saves on SIGTERM).
-STOP_ORDER = ("scheduler", "triggerer", "dag-processor", "api-server", "mlflow", "s3")
+STOP_ORDER = (
+    "scheduler",
+    "triggerer",
+    "dag-processor",
+    "api-server",
+    "spark-connect",
+    "mlflow",
+    "s3",
+)
 
 
 class StackError(RuntimeError):
     """A service did not come up, or a process survived `down`."""
 
 
+def connect_url(cfg: Config) -> str:
+    """Where the stack's Spark Connect server listens: the config's spark.remote, if it names
+    one on this machine, else sc://localhost:CONNECT_PORT."""
+    return cfg.spark.remote or f"sc://localhost:{CONNECT_PORT}"
+
+
 def commands(cfg: Config, config_path: Path) -> dict[str, list[str]]:
     """The command line of each service."""
     return {
         "s3": [sys.executable, "-m", "jobs.tools.s3_server", "--config", str(config_path)],
+        "spark-connect": server_command(cfg.spark, local_port(connect_url(cfg)), None),
         "mlflow": [
             "mlflow",
             "server",
@@ -165,15 +184,24 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
     cfg.mlflow.artifact_root.mkdir(parents=True, exist_ok=True)
 
     STATE.mkdir(parents=True, exist_ok=True)
+    # The services (the DAG's parse, its tasks) see the stack's Connect server as spark.remote,
+    # so the Spark stages run as its clients; a fresh token per `up`, never on a command line.
+    env = {**env, "RECS__SPARK__REMOTE": connect_url(cfg), TOKEN_ENV: new_token(STATE)}
     pids: dict[str, int] = {}
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, cmd in commands(cfg, config_path).items():
-            procs[name] = start_group(cmd, env, PROJECT, logs / f"stack-{name}.log")
+            service_env = (
+                connect_env(cfg.spark, env[TOKEN_ENV], env) if name == "spark-connect" else env
+            )
+            procs[name] = start_group(cmd, service_env, PROJECT, logs / f"stack-{name}.log")
             pids[name] = procs[name].pid
             PIDS.write_text(json.dumps(pids, indent=2))
         s3_log = logs / "stack-s3.log"
         _wait("S3 endpoint", lambda: "up, bucket" in s3_log.read_text(), procs["s3"], s3_log, 60)
+        connect_log, connect_port = logs / "stack-spark-connect.log", local_port(connect_url(cfg))
+        ready = lambda: answers(connect_port)  # noqa: E731
+        _wait("Spark Connect", ready, procs["spark-connect"], connect_log, 120)
         mlflow_log = logs / "stack-mlflow.log"
         mlflow_health = f"http://127.0.0.1:{MLFLOW_PORT}/health"
         _wait("MLflow", lambda: _http_ok(mlflow_health), procs["mlflow"], mlflow_log, 120)
@@ -189,6 +217,7 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
   Airflow  http://127.0.0.1:{AIRFLOW_PORT}   user {USER}, password {PASSWORD}
   MLflow   http://127.0.0.1:{MLFLOW_PORT}
   S3       {cfg.storage.endpoint_url}   bucket {cfg.storage.bucket} (any access key)
+  Spark    {connect_url(cfg)}   Spark Connect: the night's Spark stages share this driver
 Landed days with data: {first} .. {last_day}. Trigger {DAG_ID} for one of them, or backfill:
   .venv/bin/airflow backfill create --dag-id {DAG_ID} --from-date {first} --to-date {last_day}
   (with AIRFLOW_HOME={airflow_home}), or from the UI: {DAG_ID} -> Trigger / Backfill.

@@ -99,3 +99,20 @@ def test_schedule_comes_from_the_config_recs_config_names(dagbag, monkeypatch, t
     assert dag.end_date == datetime(2015, 9, 18, tzinfo=berlin)
     assert dag.catchup is True
     assert dag.params["config"] == str(overlay)  # runs default to the same config
+
+
+def test_on_a_connect_server_the_spark_stages_are_python_clients_one_task_each(dagbag, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("RECS__SPARK__REMOTE", "sc://localhost:15002")
+    dag = DagBag(dag_folder=str(DAGS)).dags[DAG_ID]  # parsed again, with the variable set
+    stages = ["ingest", "clean", "validate", "split"]
+    assert {t.task_id for t in dag.tasks if t.task_type == "SparkSubmitOperator"} == set()
+    for name in stages:
+        task = dag.get_task(name)
+        assert task.task_type == "BashOperator" and task.retries >= 2
+        assert task.bash_command == (
+            f"python -m jobs.{name} --run-date {{{{ ds }}}} --config {{{{ params.config }}}}"
+        )
+    for upstream, downstream in zip(ORDER, ORDER[1:], strict=False):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}

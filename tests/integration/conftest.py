@@ -1,8 +1,13 @@
-"""A Spark standalone cluster (master + one worker on 127.0.0.1) per module, and the jobs zip."""
+"""A Spark standalone cluster (master + one worker on 127.0.0.1) per module, the jobs zip, and a
+Spark Connect server per module."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -23,3 +28,19 @@ def jobs_zip(tmp_path_factory):
     from jobs.tools.cluster import package_jobs
 
     return package_jobs(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def spark_connect(tmp_path_factory):
+    """A Spark Connect server of the test config (local[1], 1 GB) on a free port, token-guarded;
+    stopped even when a test fails."""
+    from jobs.infra.config import load_config
+    from jobs.tools.processes import free_port
+    from jobs.tools.spark_connect import start
+
+    spark = load_config(PROJECT / "configs" / "test.yaml", environ={}).spark
+    server = start(spark, f"sc://localhost:{free_port()}", tmp_path_factory.mktemp("spark-connect"))
+    try:
+        yield server
+    finally:
+        server.stop()  # raises ConnectServerError if the server's JVM survives

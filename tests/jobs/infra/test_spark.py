@@ -68,3 +68,35 @@ def test_is_local_reads_the_master_url_not_a_host_name():
 def test_bind_settings_have_one_place(env, message):
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIGS / "test.yaml", environ=env)
+
+
+def test_no_shipped_config_needs_a_connect_server():
+    # make demo, make bench and the tests run each stage's own session; the stack sets
+    # RECS__SPARK__REMOTE when it starts the server (jobs/tools/stack.py).
+    for name in ("base.yaml", "local.yaml", "test.yaml"):
+        assert load_config(CONFIGS / name, environ={}).spark.remote is None
+
+
+@pytest.mark.parametrize("url", ["sc://localhost:15002", "sc://spark-connect.internal:443"])
+def test_a_connect_server_is_named_by_host_and_port(url):
+    cfg = load_config(CONFIGS / "test.yaml", environ={"RECS__SPARK__REMOTE": url})
+    assert cfg.spark.remote == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("localhost:15002", r"'localhost:15002' is not sc://<host>:<port> \(set by"),
+        ("sc://localhost", r"is not sc://<host>:<port>"),
+        ("sc://localhost:15002/", r"is not sc://<host>:<port>"),
+        ("sc://localhost:15002/;token=abc", r"a ;token= belongs in SPARK_CONNECT_AUTHENTICATE"),
+        ("sc://localhost:0", r"port 0 is not in 1\.\.65535"),
+        ("sc://localhost:70000", r"port 70000 is not in 1\.\.65535"),
+        ("sc://127.0.0.1:15002", r"write sc://localhost:15002 for this machine"),
+        ("sc://0.0.0.0:15002", r"0\.0\.0\.0 names no server"),
+        ("''", r"is not sc://<host>:<port>"),
+    ],
+)
+def test_a_connect_url_that_cannot_work_names_the_setting(url, message):
+    with pytest.raises(ConfigError, match=r"spark\.remote: .*" + message):
+        load_config(CONFIGS / "test.yaml", environ={"RECS__SPARK__REMOTE": url})

@@ -1,7 +1,8 @@
 """`make up` / `make down` for real: the local stack comes up, runs the DAG for a date triggered
-through Airflow's REST API (LocalExecutor, scheduler, api-server), the publication's Assets start
-the example downstream DAG, which reads the new latest.json; the stack is looked at in headless
-Chromium (Airflow's runs, MLflow's experiment and champion), and stops with nothing left."""
+through Airflow's REST API (LocalExecutor, scheduler, api-server; the Spark stages on the stack's
+Spark Connect server), the publication's Assets start the example downstream DAG, which reads the
+new latest.json; the stack is looked at in headless Chromium (Airflow's runs, MLflow's experiment
+and champion), and stops with nothing left."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(stack, "AIRFLOW_PORT", free_port())
     monkeypatch.setattr(stack, "MLFLOW_PORT", free_port())
+    monkeypatch.setattr(stack, "CONNECT_PORT", free_port())
     monkeypatch.setattr(stack, "STATE", tmp_path / "stack")
     monkeypatch.setattr(stack, "PIDS", tmp_path / "stack" / "pids.json")
     endpoint = f"http://127.0.0.1:{free_port()}"
@@ -71,6 +73,7 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
     try:
         assert set(pids) == {
             "s3",
+            "spark-connect",
             "mlflow",
             "api-server",
             "scheduler",
@@ -98,6 +101,9 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
             )["task_instances"]
         }
         assert done["state"] == "success", states
+        # The Spark stages ran as clients of the stack's Spark Connect server, not spark-submit.
+        ingest = stack.api("GET", "dags/nightly_recs/tasks/ingest")
+        assert ingest["operator_name"] == "BashOperator", ingest
         runs = stack.api("GET", "dags/nightly_recs/dagRuns")["dag_runs"]
         assert [r["logical_date"][:10] for r in runs] == [str(DAY)]
         # The per-run summary is the summarize task's XCom, visible in the UI.
@@ -143,7 +149,7 @@ def test_up_runs_a_triggered_date_and_down_leaves_nothing(tmp_path, write_overla
 
     assert not (tmp_path / "stack" / "pids.json").exists()
     assert not any(group_members(pid) for pid in pids.values())
-    for port in (stack.AIRFLOW_PORT, stack.MLFLOW_PORT):  # nothing listens any more
+    for port in (stack.AIRFLOW_PORT, stack.MLFLOW_PORT, stack.CONNECT_PORT):  # nothing listens
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2)
     assert Path(tmp_path / "lake" / "_runs" / f"dt={DAY}" / "export.json").is_file()
