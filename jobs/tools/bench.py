@@ -43,6 +43,7 @@ from jobs.gate import GATED_EXIT_CODE
 from jobs.infra.config import load_config
 from jobs.infra.paths import Lake
 from jobs.shop.land import land
+from jobs.tools import spark_connect
 from jobs.tools.demo import s3_endpoint
 from jobs.tools.processes import free_port, group_usage, start_group
 from jobs.tools.s3_server import LOCAL_CREDENTIALS
@@ -171,6 +172,7 @@ def run(
     repeat: int = 1,
     side_repeat: int = 0,
     resume: bool = False,
+    own_sessions: bool = False,
 ) -> dict:
     """Every step of the `steps` table below, in order, each measured; stops after step
     `until` when given.
@@ -178,6 +180,10 @@ def run(
     Each step's figures are saved to <workdir>/figures.json as soon as it ends; with `resume`,
     the workspace is kept and the steps found there are not run again, so a long run (scale 10)
     can be continued later, a step at a time.
+
+    The night's Spark stages attach to one Spark Connect server (jobs.tools.spark_connect),
+    started before the first of them (`spark_server`: its start is a nightly cost) and counted
+    beside every stage after it; `own_sessions` gives each its own session instead.
     """
     if not resume:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -201,13 +207,32 @@ def run(
     checkpoint = workdir / "figures.json"
     figures: dict = json.loads(checkpoint.read_text()) if checkpoint.is_file() else {}
 
+    server: list[spark_connect.ConnectServer] = []
+
     def stage(
         name: str, args: tuple[str, ...] = (), times: int = repeat, day: date = run_date, **kw
     ) -> dict:
         # The step's name is the job's, but for a suffix saying which run of it this is.
         job = name.removesuffix("_reuse").removesuffix("_history").removesuffix("_day")
         cmd = _stage(job, day, config) + list(args)
-        return repeated(cmd, env, logs / name, times, **kw)
+        beside = server[0].pid if server else None
+        return repeated(cmd, env, logs / name, times, beside=beside, **kw)
+
+    def spark_server() -> dict:
+        # One Spark application for the night's Spark stages, as `make up` runs it; its start
+        # is a nightly cost. The history load before it had a session of its own (cold JIT).
+        started = time.perf_counter()
+        url = f"sc://localhost:{free_port()}"
+        server.append(spark_connect.start(cfg.spark, url, workdir / "spark-connect"))
+        services.callback(server[0].stop)
+        env.update(server[0].client_env())
+        seconds = time.perf_counter() - started
+        usage = group_usage(server[0].pid).values()
+        return {
+            "seconds": round(seconds, 1),
+            "cpu_seconds": round(sum(cpu for cpu, _ in usage), 1),
+            "peak_rss_mb": round(sum(rss for _, rss in usage) / 1024**2, 1),
+        }
 
     def with_rows(figure: dict, rows: int) -> dict:
         return {**figure, "rows": rows, "rows_per_second": round(rows / figure["seconds"])}
@@ -291,6 +316,9 @@ def run(
         raise ValueError(f"no step {until!r}; the steps are {', '.join(steps)}")
     with contextlib.ExitStack() as services:
         for name, measure in steps.items():
+            # Started before the first night Spark stage still to run (again, when resumed).
+            if name in NIGHT_SPARK and name not in figures and not (own_sessions or server):
+                figures["spark_server"] = spark_server()
             if name not in figures:
                 if name in S3_STEPS and not any(n in S3_STEPS for n in started):
                     services.enter_context(s3_endpoint(config, logs / "s3.log", env))
@@ -341,6 +369,8 @@ def side_by_side(run_date: date, config: Path, env: dict, workdir: Path, repeat:
 
 
 SPARK_STAGES = ("ingest_history", "ingest_day", "clean", "validate", "split")
+# The night's Spark stages: they share one Spark Connect server unless --own-sessions.
+NIGHT_SPARK = SPARK_STAGES[1:]
 
 
 def spark_startup(logs: Path, name: str) -> float | None:
@@ -355,7 +385,17 @@ def spark_startup(logs: Path, name: str) -> float | None:
 EXPORT_SAMPLE = 150_000
 
 # What the DAG runs every night (the history load and the bench's own steps are not part of it).
-NIGHTLY = ("ingest_day", "clean", "validate", "split", "train", "evaluate", "gate", "export")
+NIGHTLY = (
+    "spark_server",
+    "ingest_day",
+    "clean",
+    "validate",
+    "split",
+    "train",
+    "evaluate",
+    "gate",
+    "export",
+)
 NIGHTLY += ("summarize", "monitor")
 
 
@@ -489,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each stage (medians)")
     parser.add_argument(
+        "--own-sessions",
+        action="store_true",
+        help="each Spark stage starts its own session (default: one Spark Connect server)",
+    )
+    parser.add_argument(
         "--side-repeat",
         type=int,
         default=0,
@@ -508,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeat,
         args.side_repeat,
         args.resume,
+        args.own_sessions,
     )
     result = {
         "command": "python -m jobs.tools.bench " + " ".join(argv or sys.argv[1:]),
