@@ -473,6 +473,11 @@ def run(cfg: Config, run_date: date) -> dict:
             shown = lists[name][VISITOR_ID].isin(sample) & (lists[name][RANK] <= SHOWN)
             lists[name] = lists[name][shown].reset_index(drop=True)
 
+    # The challenger on the sample's main visitors: what the diagnostic models' main metrics
+    # compare with: beside the full set's figures, the sampling alone would move them.
+    on_the_sample = _finite(
+        offline_metrics(lists["challenger"], sampled["main"], ks, context, lists["popularity"])
+    )
     best = best_baseline(results)
     stage_baseline(models[best], lake.partition("models", "best_baseline", run_date))
     # Past scoring only the challenger is needed: the neighbour models and the champion are
@@ -533,6 +538,7 @@ def run(cfg: Config, run_date: date) -> dict:
             "of": len(visitors),
             "seed": run_date.isoformat(),
             "by_group": {g: int(t[VISITOR_ID].nunique()) for g, t in sampled.items()},
+            "challenger": on_the_sample,
             "on_the_sample": list(ON_THE_SAMPLE),
         },
         "recommend_seconds": seconds,
@@ -636,6 +642,7 @@ def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     audit = report["audit"]
     gini = {m: g for m, g in audit["exposure_gini"].items() if g is not None}
     sample |= {"rerank": _without_none(reranking), "audit": {"exposure_gini": gini}}
+    sample["challenger"] |= _without_none(report["diagnostics"]["challenger"])
     metrics.update(flatten_metrics({SAMPLE: sample}))
     mlflow.log_metrics(metrics)
     diagnostics = report["diagnostics"]

@@ -175,6 +175,9 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     assert configured == pytest.approx(evaluation["challenger"]["ndcg_at_10"], abs=1e-3)
     assert set(evaluation["audit"]["segments"]) == {"activity", "tenure"}
     assert evaluation["diagnostics"]["visitors"] == evaluation["visitors"]["all"]
+    # A sample of everyone: the challenger on the sample is the challenger.
+    full = {k: v for k, v in evaluation["challenger"].items() if not isinstance(v, dict)}
+    assert evaluation["diagnostics"]["challenger"] == full
 
     # The diagnostics on a sample of 100 test visitors instead of all of them: the figures the
     # gate and the best baseline's choice read, on every main visitor, do not move.
@@ -187,6 +190,10 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     assert _gate_figures(sampled) == _gate_figures(evaluation)
     tags = registry.get_run(champion.run_id).data.tags
     assert tags["evaluate.sample_visitors"] == f"100 of {evaluation['visitors']['all']}"
+    on_the_sample = sampled["diagnostics"]["challenger"]
+    assert on_the_sample["users"] == sampled["diagnostics"]["by_group"]["main"]
+    logged = registry.get_run(champion.run_id).data.metrics["sample.challenger.ndcg_at_10"]
+    assert logged == pytest.approx(on_the_sample["ndcg_at_10"])
 
     # The monitor recorded the night; with no earlier night, it had nothing to compare with.
     night = first["monitor"]
