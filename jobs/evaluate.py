@@ -26,6 +26,13 @@ NDCG@10, so the challenger's figure can be read as a share of it. Everything goe
 challenger's MLflow run (metrics, a comparison table, plots by segment and of popularity bias)
 and to the stage report the gate reads.
 
+Full set and sample: the gate's figures (the main metrics of the challenger, the champion, every
+servable baseline, and the oracle's) are on every main visitor. The diagnostics (groups and
+segments, user-kNN, the challenger ranking every item, the re-ranking table, the audit) are on
+`evaluate.diagnostics_visitors` test visitors drawn by a hash of visitor and logical date: the
+report's `diagnostics` says how many and of how many, and in MLflow their metrics are named
+`sample.*` (tags `evaluate.sample_visitors`, `evaluate.sample_seed`).
+
 Run alone:
     python -m jobs.evaluate --run-date 2015-09-18 --config configs/local.yaml
 """
@@ -67,13 +74,28 @@ from jobs.recommenders.metrics import (
     segment_visitors,
 )
 from jobs.recommenders.popularity import PopularityRecommender
-from jobs.recommenders.rerank import Reranker
+from jobs.recommenders.rerank import Reranker, sample_visitors
 
 log = logging.getLogger("evaluate")
 
 GROUPS = ("all", "warm", "cold")
 # The challenger ranking every item it knows, scored beside it when it ranks a candidate pool.
 ALL_ITEMS = "challenger_every_item"
+# Models no gate reads, scored on the diagnostics sample only: user-kNN's and every-item
+# ranking's cost per visitor grow with the visitors and the catalog (quadratic in the shop).
+DIAGNOSTIC_MODELS = ("user_knn", ALL_ITEMS)
+# Prefix of the MLflow metrics computed on the diagnostics sample.
+SAMPLE = "sample"
+# The report's figures computed on the diagnostics sample (the rest are on every main visitor).
+ON_THE_SAMPLE = (
+    "<model>.groups",
+    "<model>.segments",
+    "baselines.user_knn",
+    "candidate_pool.challenger_ranking_every_item",
+    "reranking",
+    "exposure_by_popularity_decile",
+    "audit",
+)
 # Visitors whose deep lists (rerank.candidates each) are re-ranked at once.
 RERANK_BATCH = 20_000
 # The top slots of a list the audit's exposure figures count.
@@ -117,22 +139,49 @@ def repeat_shares(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float | 
     }
 
 
+def diagnostics_sample(
+    visitors: np.ndarray, main_visitors: np.ndarray, size: int, run_date: date
+) -> np.ndarray:
+    """The test visitors the diagnostics are scored on, sorted: `size` of `visitors` (all of
+    them when size is 0), chosen by a hash of visitor and date, so the same ones on a rerun of
+    the date. Main visitors (a subset) take their share of it, rounded up: the sample holds
+    one whenever there is one, and the main metrics of the diagnostic models need it."""
+    if not size or size >= len(visitors):
+        return np.sort(visitors)
+    from_main = math.ceil(size * len(main_visitors) / len(visitors))
+    others = np.setdiff1d(visitors, main_visitors)
+    return np.union1d(
+        sample_visitors(main_visitors, from_main, run_date),
+        sample_visitors(others, size - from_main, run_date),
+    )
+
+
+def restrict(truths: dict[str, pd.DataFrame], visitors: np.ndarray) -> dict[str, pd.DataFrame]:
+    """Each truth set cut to `visitors`."""
+    return {
+        name: truth[truth[VISITOR_ID].isin(visitors)].reset_index(drop=True)
+        for name, truth in truths.items()
+    }
+
+
 def score_model(
     recs: pd.DataFrame,
-    truths: dict[str, pd.DataFrame],
+    main: pd.DataFrame,
+    sampled: dict[str, pd.DataFrame],
     ks: tuple[int, ...],
     context: ItemContext,
     segments: pd.Series,
     expected: pd.DataFrame | None,
 ) -> dict:
-    """Main metrics (flat, the gate reads them), plus `groups` and `segments` (nested)."""
-    result = offline_metrics(recs, truths["main"], ks, context=context, expected=expected)
+    """Main metrics on `main` (flat, the gate reads them), plus `groups` and `segments`
+    (nested) on the diagnostics sample's truth sets `sampled`."""
+    result = offline_metrics(recs, main, ks, context=context, expected=expected)
     result["groups"] = {
-        group: ranking_metrics(recs, truths[group], ks)
+        group: ranking_metrics(recs, sampled[group], ks)
         for group in GROUPS
-        if not truths[group].empty
+        if not sampled[group].empty
     }
-    result["segments"] = metrics_by_segment(recs, truths["all"], ks, segments)
+    result["segments"] = metrics_by_segment(recs, sampled["all"], ks, segments)
     return _finite(result)
 
 
@@ -366,16 +415,32 @@ def run(cfg: Config, run_date: date) -> dict:
             100 * repeats["purchases"],
         )
     visitors = truths["all"][VISITOR_ID].unique()
+    main_visitors = truths["main"][VISITOR_ID].unique()
+    sample = diagnostics_sample(
+        visitors, main_visitors, cfg.evaluate.diagnostics_visitors, run_date
+    )
+    sampled = restrict(truths, sample)
+    # Who the gate's models are asked about: every main visitor, and the sample's others.
+    asked = np.union1d(main_visitors, sample)
     counts = train.groupby(VISITOR_ID).size()
-    segments = segment_visitors(counts, visitors, thresholds=cfg.evaluate.segment_thresholds)
+    segments = segment_visitors(counts, sample, thresholds=cfg.evaluate.segment_thresholds)
     context = ItemContext.from_training(
         train,
         catalog.set_index(ITEM_ID)[CATEGORY_ID],
         # What lists can draw from: the catalog as of the cutoff and every item trained on.
         catalog_size=max(len(np.union1d(catalog[ITEM_ID], train[ITEM_ID])), 1),
     )
+    log.info(
+        "evaluate %s: the gate's figures on %d main visitors, the diagnostics on %d of %d "
+        "test visitors (%d of them main)",
+        run_date,
+        len(main_visitors),
+        len(sample),
+        len(visitors),
+        sampled["main"][VISITOR_ID].nunique(),
+    )
 
-    models, champion = load_models(cfg, trained["model_uri"], train, cutoff, visitors)
+    models, champion = load_models(cfg, trained["model_uri"], train, cutoff, asked)
     challenger = models["challenger"]
     pooled = challenger.candidates
 
@@ -384,28 +449,35 @@ def run(cfg: Config, run_date: date) -> dict:
     seconds: dict[str, float] = {}
     order = ["popularity"] + [m for m in models if m != "popularity"]
     for done, name in enumerate(order, start=1):
+        diagnostic = name in DIAGNOSTIC_MODELS
         started = time.perf_counter()
-        asked = truths["main"][VISITOR_ID].unique() if name == "oracle" else visitors
-        lists[name] = models[name].recommend(asked, n, exclude=exclude)
+        who = main_visitors if name == "oracle" else sample if diagnostic else asked
+        lists[name] = models[name].recommend(who, n, exclude=exclude)
         seconds[name] = round(time.perf_counter() - started, 3)
         expected = lists.get("popularity") if name != "popularity" else None
+        main = sampled["main"] if diagnostic else truths["main"]
         if name == "oracle":
-            results[name] = _finite(
-                offline_metrics(lists[name], truths["main"], ks, context, expected)
-            )
+            results[name] = _finite(offline_metrics(lists[name], main, ks, context, expected))
         else:
-            results[name] = score_model(lists[name], truths, ks, context, segments, expected)
+            results[name] = score_model(lists[name], main, sampled, ks, context, segments, expected)
         log.info(
-            "evaluate: %s scored (%d of %d models), ndcg@10 %.4f in %.1f s",
+            "evaluate: %s scored (%d of %d models), ndcg@10 %.4f on %d visitors in %.1f s",
             name,
             done,
             len(order),
             results[name]["ndcg_at_10"],
+            results[name]["users"],
             seconds[name],
         )
-        if name not in ("popularity", "challenger"):  # the audit reads only their top slots
-            lists[name] = lists[name][lists[name][RANK] <= SHOWN].reset_index(drop=True)
+        if name not in ("popularity", "challenger"):  # the audit reads the sample's top slots
+            shown = lists[name][VISITOR_ID].isin(sample) & (lists[name][RANK] <= SHOWN)
+            lists[name] = lists[name][shown].reset_index(drop=True)
 
+    # The challenger on the sample's main visitors: what the diagnostic models' main metrics
+    # compare with: beside the full set's figures, the sampling alone would move them.
+    on_the_sample = _finite(
+        offline_metrics(lists["challenger"], sampled["main"], ks, context, lists["popularity"])
+    )
     best = best_baseline(results)
     stage_baseline(models[best], lake.partition("models", "best_baseline", run_date))
     # Past scoring only the challenger is needed: the neighbour models and the champion are
@@ -416,20 +488,20 @@ def run(cfg: Config, run_date: date) -> dict:
         name: Reranker.from_catalog(weights, catalog, cutoff, run_date, cfg.rerank.candidates)
         for name, weights in cfg.rerank.variants().items()
     }
-    # Deep lists for every test visitor at once took 8.3 GB at scale 1 (the fallback's
-    # candidates for 141,000 cold visitors); in batches they never all exist together.
+    # Deep lists (rerank.candidates each) for the sample only, in batches so they never all
+    # exist together (every test visitor's at once took 8.3 GB at scale 1).
     deep = (
         challenger.recommend(batch, cfg.rerank.candidates, exclude=exclude)
-        for batch in np.array_split(np.sort(visitors), -(-len(visitors) // RERANK_BATCH))
+        for batch in np.array_split(sample, -(-len(sample) // RERANK_BATCH))
     )
-    reranking = compare_reranking(deep, rerankers, truths, ks, context, lists["popularity"])
+    reranking = compare_reranking(deep, rerankers, sampled, ks, context, lists["popularity"])
     seconds["reranking"] = round(time.perf_counter() - started, 3)
     log.info("evaluate reranking: %s", _rerank_table(reranking).to_string())
 
     audit = audit_lists(
-        lists,
+        {name: recs[recs[VISITOR_ID].isin(sample)] for name, recs in lists.items()},
         results["challenger"]["segments"],
-        truths,
+        sampled,
         ks,
         context,
         train,
@@ -461,6 +533,14 @@ def run(cfg: Config, run_date: date) -> dict:
         },
         "exposure_by_popularity_decile": audit["exposure_by_popularity_decile"],
         "audit": audit,
+        "diagnostics": {
+            "visitors": len(sample),
+            "of": len(visitors),
+            "seed": run_date.isoformat(),
+            "by_group": {g: int(t[VISITOR_ID].nunique()) for g, t in sampled.items()},
+            "challenger": on_the_sample,
+            "on_the_sample": list(ON_THE_SAMPLE),
+        },
         "recommend_seconds": seconds,
         "visitors": {g: int(t[VISITOR_ID].nunique()) for g, t in truths.items()},
         "repeat_shares": repeats,
@@ -498,15 +578,33 @@ def _without_none(metrics: dict) -> dict:
     }
 
 
+def split_by_scope(results: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Each model's metrics as (full, sample): the main metrics of every model but the
+    diagnostic ones, which are on every main visitor; and the rest (groups, segments, the
+    diagnostic models' main metrics), on the diagnostics sample."""
+    full, sample = {}, {}
+    for name, metrics in results.items():
+        nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+        if name in DIAGNOSTIC_MODELS:
+            sample[name] = metrics
+            continue
+        full[name] = {k: v for k, v in metrics.items() if k not in nested}
+        if nested:
+            sample[name] = nested
+    return full, sample
+
+
 def _comparison_table(results: dict, ks: tuple[int, ...]) -> pd.DataFrame:
-    """One row per model, the main metrics as columns (for the log and MLflow)."""
+    """One row per model, the main metrics as columns, and whether they are on every main
+    visitor (`full`) or on the diagnostics sample (for the log and MLflow)."""
     rows = {
         name: {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        | {"scope": SAMPLE if name in DIAGNOSTIC_MODELS else "full"}
         for name, metrics in results.items()
     }
     table = pd.DataFrame.from_dict(rows, orient="index")
     keys = [f"{m}_at_{k}" for k in ks for m in ("ndcg", "recall", "precision", "map", "mrr")]
-    first = [c for c in ["users", *keys] if c in table.columns]
+    first = [c for c in ["scope", "users", *keys] if c in table.columns]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -529,11 +627,10 @@ def _rerank_table(reranking: dict[str, dict]) -> pd.DataFrame:
 def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     import mlflow
 
-    challenger = {k: v for k, v in results["challenger"].items() if not isinstance(v, dict)}
-    metrics = {k: v for k, v in challenger.items() if v is not None}
-    for key, value in flatten_metrics(results).items():
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            metrics[key] = value
+    full, sample = split_by_scope(_without_none(results))
+    # The challenger's main metrics also without a prefix: what the gate and the monitor read.
+    metrics = dict(full["challenger"])
+    metrics.update(flatten_metrics(full))
     if report["share_of_oracle_ndcg_at_10"] is not None:
         metrics["share_of_oracle_ndcg_at_10"] = report["share_of_oracle_ndcg_at_10"]
     table = _comparison_table(results, ks).reset_index(names="model")
@@ -542,20 +639,27 @@ def _log_to_mlflow(results: dict, report: dict, ks: tuple[int, ...]) -> None:
     mlflow.log_table(
         _rerank_table(reranking).reset_index(names="weights"), "evaluation/rerank.json"
     )
-    metrics.update(flatten_metrics({"rerank": _without_none(reranking)}))
+    audit = report["audit"]
+    gini = {m: g for m, g in audit["exposure_gini"].items() if g is not None}
+    sample |= {"rerank": _without_none(reranking), "audit": {"exposure_gini": gini}}
+    sample["challenger"] |= _without_none(report["diagnostics"]["challenger"])
+    metrics.update(flatten_metrics({SAMPLE: sample}))
     mlflow.log_metrics(metrics)
+    diagnostics = report["diagnostics"]
+    mlflow.set_tags(
+        {
+            "evaluate.sample_visitors": f"{diagnostics['visitors']} of {diagnostics['of']}",
+            "evaluate.sample_seed": diagnostics["seed"],
+        }
+    )
     mlflow.log_dict(report, "evaluation/report.json")
-    mlflow.log_figure(_segment_plot(results), "plots/ndcg_by_segment.png")
+    mlflow.log_figure(_segment_plot(results, diagnostics["visitors"]), "plots/ndcg_by_segment.png")
     mlflow.log_figure(
         _exposure_plot(report["exposure_by_popularity_decile"]), "plots/popularity_bias.png"
     )
-    audit = report["audit"]
     mlflow.log_table(_audit_segment_table(audit), "evaluation/audit_segments.json")
     mlflow.log_table(_audit_exposure_table(audit), "evaluation/audit_exposure.json")
     mlflow.log_figure(_audit_plot(audit), "plots/audit.png")
-    mlflow.log_metrics(
-        {f"audit.exposure_gini.{m}": g for m, g in audit["exposure_gini"].items() if g is not None}
-    )
     mlflow.set_tag("audit_warnings", len(audit["warnings"]))
     if audit["warnings"]:
         mlflow.set_tag("audit_warning_text", " | ".join(audit["warnings"])[:5000])
@@ -591,7 +695,7 @@ def _audit_exposure_table(audit: dict) -> pd.DataFrame:
     )
 
 
-def _segment_plot(results: dict):
+def _segment_plot(results: dict, sampled: int):
     plt = pyplot()
     names = [m for m in results if "segments" in results[m]]
     labels = sorted({s for m in names for s in results[m]["segments"]})
@@ -602,7 +706,7 @@ def _segment_plot(results: dict):
         ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
     ax.set_ylabel("NDCG@10")
-    ax.set_title("NDCG@10 by visitor segment (test window, every test item)")
+    ax.set_title(f"NDCG@10 by visitor segment ({sampled:,} test visitors, every test item)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

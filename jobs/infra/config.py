@@ -538,6 +538,11 @@ class EvaluateConfig(_Section):
     """Offline evaluation (jobs/evaluate.py): cut-offs, baselines, segments and the oracle."""
 
     k: tuple[int, ...] = (10, 20)
+    # The diagnostics (groups and segments, user_knn, challenger_every_item, the re-ranking
+    # table, the audit) are scored on this many test visitors, drawn by a hash of visitor and
+    # logical date (the same visitors on a rerun); 0: every test visitor. The gate's figures
+    # (challenger, champion, servable baselines) are always on every main visitor.
+    diagnostics_visitors: int = Field(20_000, ge=0)
     # Baselines scored beside the challenger on the same visitors, with the same rules.
     baselines: tuple[
         Literal["popularity", "recent_popularity", "repeat", "item_knn", "user_knn", "ease"], ...

@@ -143,3 +143,79 @@ def test_repeat_shares_count_what_visitors_had_already_touched_or_bought():
     # Pairs: (1,10) and (1,11) seen of 4; purchases: (1,10) rebought of 2.
     assert repeat_shares(train, test) == {"pairs": 0.5, "purchases": 0.5}
     assert repeat_shares(train, test[test["event_type"] == "view"])["purchases"] is None
+
+
+def test_diagnostics_sample_is_seeded_by_the_date_and_keeps_the_main_visitors_share():
+    import numpy as np
+
+    from jobs.evaluate import diagnostics_sample
+
+    visitors, main = np.arange(1000, 0, -1), np.arange(1, 101)  # a tenth are main visitors
+    day = date(2015, 9, 18)
+    sample = diagnostics_sample(visitors, main, 50, day)
+    assert len(np.unique(sample)) == 50 and (np.diff(sample) > 0).all()
+    assert np.isin(sample, main).sum() == 5
+    # A rerun of the date draws the same visitors, the next day others.
+    assert (diagnostics_sample(visitors, main, 50, day) == sample).all()
+    assert set(diagnostics_sample(visitors, main, 50, date(2015, 9, 19))) != set(sample)
+    # 0, or a sample as large as the test window, is every visitor.
+    for size in (0, 1000, 5000):
+        assert (diagnostics_sample(visitors, main, size, day) == np.arange(1, 1001)).all()
+    # One main visitor in a thousand still gets a place in a sample of ten (the share rounds up).
+    assert np.isin(diagnostics_sample(visitors, main[:1], 10, day), main[:1]).sum() == 1
+
+
+def test_score_model_main_metrics_on_every_main_visitor_the_rest_on_the_sample():
+    import numpy as np
+
+    from jobs.evaluate import restrict, score_model
+    from jobs.recommenders.metrics import segment_visitors
+
+    recs = pd.DataFrame(
+        {"visitor_id": [1, 1, 2, 2, 3], "rank": [1, 2, 1, 2, 1], "item_id": [10, 11, 12, 10, 10]}
+    )
+    warm = pd.DataFrame({"visitor_id": [1, 2], "item_id": [10, 10]})
+    cold = pd.DataFrame({"visitor_id": [3], "item_id": [13]})
+    truths = {"main": warm, "warm": warm, "cold": cold, "all": pd.concat([warm, cold])}
+    context = ItemContext(
+        categories=pd.Series({10: 1, 11: 1, 12: 2}),
+        popularity=pd.Series({10: 2, 11: 1, 12: 1}),
+        n_visitors=2,
+        catalog_size=4,
+    )
+    sample = np.array([2, 3])
+    segments = segment_visitors(pd.Series({1: 30, 2: 3}), sample)
+    result = score_model(
+        recs, truths["main"], restrict(truths, sample), (2,), context, segments, None
+    )
+    # Main: visitor 1 hits at rank 1 (NDCG 1), visitor 2 at rank 2 (1 / log2(3)).
+    assert result["users"] == 2
+    assert result["ndcg_at_2"] == pytest.approx((1 + 0.63093) / 2, abs=1e-5)
+    # Groups and segments: visitors 2 (warm) and 3 (cold, no hit) of the sample only.
+    groups = {g: (m["users"], m["ndcg_at_2"]) for g, m in result["groups"].items()}
+    assert groups == {
+        "all": (2, pytest.approx(0.63093 / 2, abs=1e-5)),
+        "warm": (1, pytest.approx(0.63093, abs=1e-5)),
+        "cold": (1, 0.0),
+    }
+    assert list(result["segments"]) == ["new"] and result["segments"]["new"]["users"] == 2
+
+
+def test_split_by_scope_keeps_the_gate_models_main_metrics_apart_from_the_sample():
+    from jobs.evaluate import split_by_scope
+
+    groups = {"all": {"ndcg_at_10": 0.1}}
+    results = {
+        "challenger": {"users": 5, "ndcg_at_10": 0.2, "groups": groups, "segments": groups},
+        "user_knn": {"users": 2, "ndcg_at_10": 0.3, "groups": groups},
+        "oracle": {"users": 5, "ndcg_at_10": 0.4},
+    }
+    full, sample = split_by_scope(results)
+    assert full == {
+        "challenger": {"users": 5, "ndcg_at_10": 0.2},
+        "oracle": {"users": 5, "ndcg_at_10": 0.4},
+    }
+    assert sample == {
+        "challenger": {"groups": groups, "segments": groups},
+        "user_knn": results["user_knn"],
+    }

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from jobs import clean, evaluate, export, gate, ingest, monitor, split, summarize, train, validate
+from jobs.evaluate import SERVABLE_BASELINES
 from jobs.infra.config import load_config
 from jobs.infra.storage import s3_client
 from jobs.shop import generate
@@ -47,6 +48,13 @@ def _night(cfg, spark, run_id: str, spark_stages: bool = True) -> dict:
     reports["summarize"] = summarize.run(cfg, DAY)
     reports["monitor"] = monitor.run(cfg, DAY)
     return reports
+
+
+def _gate_figures(evaluation: dict) -> dict:
+    """The main metrics of the challenger, the best baseline and every servable baseline."""
+    models = {"challenger": evaluation["challenger"], "best": evaluation["best_baseline"]}
+    models |= {m: f for m, f in evaluation["baselines"].items() if m in SERVABLE_BASELINES}
+    return {m: {k: v for k, v in f.items() if not isinstance(v, dict)} for m, f in models.items()}
 
 
 def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
@@ -132,10 +140,13 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     assert {"logical_date", "git_commit", "config_hash"} <= run.data.tags.keys()
     metrics = run.data.metrics
     assert metrics["ndcg_at_10"] > metrics["popularity.ndcg_at_10"]
-    for name in ("recent_popularity", "user_knn", "oracle"):
+    for name in ("recent_popularity", "oracle"):
         assert f"{name}.ndcg_at_10" in metrics, name
+    # The diagnostics carry the sample's prefix, the run its size and seed.
+    assert "sample.user_knn.ndcg_at_10" in metrics
+    assert run.data.tags["evaluate.sample_seed"] == "2015-09-18"
     assert metrics["oracle.ndcg_at_10"] >= metrics["ndcg_at_10"]
-    assert "challenger_every_item.ndcg_at_10" in metrics
+    assert "sample.challenger_every_item.ndcg_at_10" in metrics
     assert run.data.tags["gate.decision"] == "promoted"
     trials = registry.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
@@ -163,6 +174,26 @@ def test_a_night_publishes_then_a_gated_rerun_keeps_the_champion(
     # The default weights keep the model's order (up to ties in the deeper list's scores).
     assert configured == pytest.approx(evaluation["challenger"]["ndcg_at_10"], abs=1e-3)
     assert set(evaluation["audit"]["segments"]) == {"activity", "tenure"}
+    assert evaluation["diagnostics"]["visitors"] == evaluation["visitors"]["all"]
+    # A sample of everyone: the challenger on the sample is the challenger.
+    full = {k: v for k, v in evaluation["challenger"].items() if not isinstance(v, dict)}
+    assert evaluation["diagnostics"]["challenger"] == full
+
+    # The diagnostics on a sample of 100 test visitors instead of all of them: the figures the
+    # gate and the best baseline's choice read, on every main visitor, do not move.
+    sampled_cfg = load_config(
+        write_overlay(s3_endpoint, BUCKET, "evaluate:\n  diagnostics_visitors: 100\n"), environ={}
+    )
+    sampled = evaluate.run(sampled_cfg, DAY)
+    assert sampled["diagnostics"]["visitors"] == 100 < evaluation["visitors"]["all"]
+    assert sampled["reranking"]["configured"]["metrics"]["users"] < evaluation["visitors"]["main"]
+    assert _gate_figures(sampled) == _gate_figures(evaluation)
+    tags = registry.get_run(champion.run_id).data.tags
+    assert tags["evaluate.sample_visitors"] == f"100 of {evaluation['visitors']['all']}"
+    on_the_sample = sampled["diagnostics"]["challenger"]
+    assert on_the_sample["users"] == sampled["diagnostics"]["by_group"]["main"]
+    logged = registry.get_run(champion.run_id).data.metrics["sample.challenger.ndcg_at_10"]
+    assert logged == pytest.approx(on_the_sample["ndcg_at_10"])
 
     # The monitor recorded the night; with no earlier night, it had nothing to compare with.
     night = first["monitor"]
