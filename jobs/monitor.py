@@ -162,19 +162,19 @@ def _exported(lake: Lake, run_date: date, visitors: np.ndarray | None, columns: 
 
 
 def _distinct(lake: Lake, run_date: date, column: str) -> np.ndarray | None:
-    """Distinct values of a column across the date's exported lists, read a batch at a time
-    (the lists are top_n rows per visitor); None if the date exported nothing."""
+    """Distinct values of a column across the date's exported lists, sorted; None if the date
+    exported nothing. Arrow's hash-based unique per batch, then once over the batches' results:
+    sorting every batch (np.unique) took 16 s of a scale-1 night's 63 million rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     data = _recommendations(lake, run_date)
     if data is None:
         return None
-    parts, size, merged = [], 0, 0
-    for batch in data.to_batches(columns=[column]):
-        parts.append(np.unique(batch.column(0).to_numpy(zero_copy_only=False)))
-        size += len(parts[-1])
-        if size > 2 * merged + 1_000_000:  # merge now and then: n log n overall, bounded memory
-            parts = [np.unique(np.concatenate(parts))]
-            size = merged = len(parts[0])
-    return np.unique(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)
+    parts = [pc.unique(batch.column(0)) for batch in data.to_batches(columns=[column])]
+    if not parts:
+        return np.array([], dtype=np.int64)
+    return np.sort(pc.unique(pa.chunked_array(parts)).to_numpy(zero_copy_only=False))
 
 
 def main(argv: list[str] | None = None) -> int:
