@@ -54,7 +54,10 @@ class Fallback:
         popular = self.popular[~np.isin(self.popular, items)]
         if self.category_items is None:
             return Fallback(popular)
-        kept = self.category_items[~self.category_items[ITEM_ID].isin(items)]
+        gone = self.category_items[ITEM_ID].isin(items).to_numpy()
+        if not gone.any() and len(popular) == len(self.popular):
+            return self  # already without them (the export removes them once, up front)
+        kept = self.category_items[~gone]
         kept = kept.sort_values([CATEGORY_ID, "pos"]).assign(
             pos=lambda f: f.groupby(CATEGORY_ID).cumcount()
         )
@@ -193,13 +196,19 @@ def fill_lists(
         fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
         for tier in np.unique(tiers)
     ]
-    return sort_lists(pd.concat([listed, *fill]), VISITOR_ID)
+    lists = pd.concat([sort_lists(listed, VISITOR_ID), *fill], ignore_index=True)
+    # Each tier's rows come by visitor and rank, a visitor's fill from one tier and ranked after
+    # their own rows: a stable order by visitor alone is the order by visitor, then rank (which
+    # sort_lists checks, and only sorts again if a model's ranks had gaps).
+    order = np.argsort(lists[VISITOR_ID].to_numpy(), kind="stable")
+    return sort_lists(lists.take(order), VISITOR_ID)
 
 
 def _has_one_slot_per_item(fallback: Fallback) -> bool:
     """True when an item can stand at one place only in a visitor's candidates: popular items
-    unique, each item in one category, each visitor's categories distinct. Catalog snapshots
-    give one category per item, so build_fallback's fallbacks always are."""
+    unique, each item in one category (a visitor's category named twice counts once, at its
+    better rank). Catalog snapshots give one category per item, so build_fallback's fallbacks
+    always are."""
     if len(np.unique(fallback.popular)) != len(fallback.popular):
         return False
     if fallback.category_items is None or fallback.visitor_categories is None:
@@ -207,7 +216,6 @@ def _has_one_slot_per_item(fallback: Fallback) -> bool:
     return (
         fallback.category_items[ITEM_ID].is_unique
         and not fallback.category_items.duplicated([CATEGORY_ID, "pos"]).any()
-        and not fallback.visitor_categories.duplicated([VISITOR_ID, CATEGORY_ID]).any()
     )
 
 
@@ -243,7 +251,11 @@ def _fill_rows_by_position(
         items_sorted = items[ITEM_ID].to_numpy(dtype=np.int64)[order]
         cat_of_item, pos_of_item = cat_row[order], pos[order]
         mine = fallback.visitor_categories
-        mine = mine[mine[VISITOR_ID].isin(visitor_ids)]
+        mine = mine[mine[VISITOR_ID].isin(visitor_ids)].sort_values("cat_rank", kind="stable")
+        if mine.duplicated([VISITOR_ID, "cat_rank"]).any():
+            # Two categories at one rank have no slot order of their own.
+            return _fill_rows(fallback, visitor_ids, depth, n, skip, counts)
+        mine = mine.drop_duplicates([VISITOR_ID, CATEGORY_ID])
         mine_cats = mine[CATEGORY_ID].to_numpy(dtype=np.int64)
         known = index_of(categories, mine_cats) >= 0
         mine, mine_cats = mine[known], mine_cats[known]

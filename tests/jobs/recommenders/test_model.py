@@ -276,7 +276,7 @@ def test_fills_by_slot_position_equal_the_joined_candidates_on_random_fallbacks(
             )
 
 
-def test_an_item_in_two_categories_is_listed_once():
+def test_an_item_in_two_categories_or_a_category_named_twice_is_listed_once():
     # Not one slot per item: the general path, which drops the repeat.
     fb = Fallback(
         np.array([1, 2, 3]),
@@ -286,6 +286,15 @@ def test_an_item_in_two_categories_is_listed_once():
     assert not base._has_one_slot_per_item(fb)
     recs = fill_lists(empty_lists(), np.array([5]), 4, fb, None, None)
     assert recs["item_id"].tolist() == [4, 5, 1, 2]
+    # A category named twice for one visitor: its items once, at the better rank.
+    fb = Fallback(
+        np.array([1, 2, 3]),
+        pd.DataFrame({"category_id": [7, 7, 8], "item_id": [4, 5, 6], "pos": [0, 1, 0]}),
+        pd.DataFrame({"visitor_id": [5, 5, 5], "category_id": [7, 8, 7], "cat_rank": [0, 1, 2]}),
+    )
+    assert base._has_one_slot_per_item(fb)
+    recs = fill_lists(empty_lists(), np.array([5]), 5, fb, None, None)
+    assert recs["item_id"].tolist() == [4, 5, 6, 1, 2]
 
 
 def test_a_recommender_for_some_visitors_keeps_their_lists_and_only_their_factors(als):
