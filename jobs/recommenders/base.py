@@ -54,7 +54,10 @@ class Fallback:
         popular = self.popular[~np.isin(self.popular, items)]
         if self.category_items is None:
             return Fallback(popular)
-        kept = self.category_items[~self.category_items[ITEM_ID].isin(items)]
+        gone = self.category_items[ITEM_ID].isin(items).to_numpy()
+        if not gone.any() and len(popular) == len(self.popular):
+            return self  # already without them (the export removes them once, up front)
+        kept = self.category_items[~gone]
         kept = kept.sort_values([CATEGORY_ID, "pos"]).assign(
             pos=lambda f: f.groupby(CATEGORY_ID).cumcount()
         )
@@ -188,11 +191,133 @@ def fill_lists(
     # visitor skips, not with the batch's heaviest buyer.
     skipped = skip.groupby(VISITOR_ID).size().reindex(short, fill_value=0).to_numpy()
     tiers = np.ceil(np.log2((n + skipped) / n)).astype(np.int64)
+    fill_rows = _fill_rows_by_position if _has_one_slot_per_item(fallback) else _fill_rows
     fill = [
-        _fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
+        fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
         for tier in np.unique(tiers)
     ]
-    return sort_lists(pd.concat([listed, *fill]), VISITOR_ID)
+    lists = pd.concat([sort_lists(listed, VISITOR_ID), *fill], ignore_index=True)
+    # Each tier's rows come by visitor and rank, a visitor's fill from one tier and ranked after
+    # their own rows: a stable order by visitor alone is the order by visitor, then rank (which
+    # sort_lists checks, and only sorts again if a model's ranks had gaps).
+    order = np.argsort(lists[VISITOR_ID].to_numpy(), kind="stable")
+    return sort_lists(lists.take(order), VISITOR_ID)
+
+
+def _has_one_slot_per_item(fallback: Fallback) -> bool:
+    """True when an item can stand at one place only in a visitor's candidates: popular items
+    unique, each item in one category (a visitor's category named twice counts once, at its
+    better rank). Catalog snapshots give one category per item, so build_fallback's fallbacks
+    always are."""
+    if len(np.unique(fallback.popular)) != len(fallback.popular):
+        return False
+    if fallback.category_items is None or fallback.visitor_categories is None:
+        return True
+    return (
+        fallback.category_items[ITEM_ID].is_unique
+        and not fallback.category_items.duplicated([CATEGORY_ID, "pos"]).any()
+    )
+
+
+# Candidate cells per block of visitors in _fill_rows_by_position (8 bytes each).
+_CELLS_PER_BLOCK = 4_000_000
+
+
+def _fill_rows_by_position(
+    fallback: Fallback,
+    visitor_ids: np.ndarray,
+    depth: int,
+    n: int,
+    skip: pd.DataFrame,
+    counts: pd.Series,
+) -> pd.DataFrame:
+    """`_fill_rows` for a fallback where each item has one slot (_has_one_slot_per_item): each
+    visitor's candidates laid out in one row of slots, `depth` per favourite category in
+    cat_rank order, then `depth` popular ones, so a skipped or repeated item is found by
+    arithmetic on its category position and popularity rank instead of joins and sorts."""
+    visitor_ids = np.sort(np.asarray(visitor_ids, dtype=np.int64))
+    popular = np.asarray(fallback.popular[:depth], dtype=np.int64)
+    blocks, table, cat_of_item, pos_of_item, items_sorted = 0, None, None, None, None
+    rows_cats = np.empty((len(visitor_ids), 0), dtype=np.int64)
+    if fallback.category_items is not None and fallback.visitor_categories is not None:
+        items = fallback.category_items[fallback.category_items["pos"] < depth]
+        categories = np.unique(items[CATEGORY_ID].to_numpy(dtype=np.int64))
+        # One row per category (the last one empty: "no category"), its items by position.
+        table = np.full((len(categories) + 1, depth), -1, dtype=np.int64)
+        cat_row = np.searchsorted(categories, items[CATEGORY_ID].to_numpy(dtype=np.int64))
+        pos = items["pos"].to_numpy(dtype=np.int64)
+        table[cat_row, pos] = items[ITEM_ID].to_numpy(dtype=np.int64)
+        order = np.argsort(items[ITEM_ID].to_numpy(dtype=np.int64))
+        items_sorted = items[ITEM_ID].to_numpy(dtype=np.int64)[order]
+        cat_of_item, pos_of_item = cat_row[order], pos[order]
+        mine = fallback.visitor_categories
+        mine = mine[mine[VISITOR_ID].isin(visitor_ids)].sort_values("cat_rank", kind="stable")
+        if mine.duplicated([VISITOR_ID, "cat_rank"]).any():
+            # Two categories at one rank have no slot order of their own.
+            return _fill_rows(fallback, visitor_ids, depth, n, skip, counts)
+        mine = mine.drop_duplicates([VISITOR_ID, CATEGORY_ID])
+        mine_cats = mine[CATEGORY_ID].to_numpy(dtype=np.int64)
+        known = index_of(categories, mine_cats) >= 0
+        mine, mine_cats = mine[known], mine_cats[known]
+        blocks = int(mine["cat_rank"].max()) + 1 if len(mine) else 0
+        rows_cats = np.full((len(visitor_ids), blocks), len(categories), dtype=np.int64)
+        rows_cats[
+            np.searchsorted(visitor_ids, mine[VISITOR_ID].to_numpy(dtype=np.int64)),
+            mine["cat_rank"].to_numpy(dtype=np.int64),
+        ] = np.searchsorted(categories, mine_cats)
+    width = (blocks + 1) * depth
+    need = n - counts.reindex(visitor_ids).to_numpy(dtype=np.int64)
+    mine_skip = skip[skip[VISITOR_ID].isin(visitor_ids)]
+    skip_rows = np.searchsorted(visitor_ids, mine_skip[VISITOR_ID].to_numpy(dtype=np.int64))
+    skip_items = mine_skip[ITEM_ID].to_numpy(dtype=np.int64)
+    popular_order = np.argsort(popular)
+    parts = []
+    step = max(1, _CELLS_PER_BLOCK // width)
+    for start in range(0, len(visitor_ids), step):
+        rows = slice(start, start + step)
+        cats = rows_cats[rows]
+        slots = np.empty((len(cats), width), dtype=np.int64)
+        for block in range(blocks):
+            slots[:, block * depth : (block + 1) * depth] = table[cats[:, block]]
+        slots[:, blocks * depth : blocks * depth + len(popular)] = popular
+        slots[:, blocks * depth + len(popular) :] = -1
+        free = slots >= 0
+        # A popular item already among the visitor's categories' candidates is a repeat.
+        if blocks and len(popular):
+            at = index_of(items_sorted, popular[popular_order])
+            cat_pop = np.full(len(popular), -1, dtype=np.int64)
+            cat_pop[popular_order[at >= 0]] = cat_of_item[at[at >= 0]]
+            repeat = (cats[:, :, None] == cat_pop[None, None, :]).any(axis=1)
+            free[:, blocks * depth : blocks * depth + len(popular)] &= ~repeat
+        # Each skipped pair closes the slots its item holds in that visitor's row.
+        in_rows = (skip_rows >= start) & (skip_rows < start + len(cats))
+        r, item = skip_rows[in_rows] - start, skip_items[in_rows]
+        rank = index_of(popular[popular_order], item)
+        hit = rank >= 0
+        free[r[hit], blocks * depth + popular_order[rank[hit]]] = False
+        if blocks:
+            at = index_of(items_sorted, item)
+            r, at = r[at >= 0], at[at >= 0]
+            for block in range(blocks):
+                same = cats[r, block] == cat_of_item[at]
+                free[r[same], block * depth + pos_of_item[at[same]]] = False
+        taken = np.cumsum(free, axis=1)
+        keep = free & (taken <= need[rows, None])
+        row, col = np.nonzero(keep)
+        in_category = col < blocks * depth
+        place = np.where(in_category, col % depth, col - blocks * depth)
+        parts.append(
+            pd.DataFrame(
+                {
+                    VISITOR_ID: visitor_ids[rows][row],
+                    RANK: (n - need[rows][row]) + taken[row, col],
+                    ITEM_ID: slots[row, col],
+                    SCORE: 1.0 / (place + 1.0),
+                    SOURCE: np.where(in_category, "category_popular", "popular"),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else empty_lists()
 
 
 def _fill_rows(

@@ -4,6 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from jobs.infra.config import TrainConfig
+from jobs.recommenders import base
 from jobs.recommenders.als import AlsRecommender
 from jobs.recommenders.base import Fallback, build_fallback, empty_lists, fill_lists, sort_lists
 from jobs.recommenders.interactions import (
@@ -214,27 +215,27 @@ def test_fallback_fills_from_the_visitors_categories_before_global_popularity():
     ]
 
 
-class _DepthSpy(Fallback):
-    """A Fallback recording the depth each visitor's candidates were asked at."""
+def test_a_visitors_fill_depth_follows_their_own_skips_not_the_batchs(monkeypatch):
+    asked = {}
+    for name in ("_fill_rows", "_fill_rows_by_position"):
+        fill = getattr(base, name)
 
-    def candidates(self, visitor_ids, depth):
-        self.asked.update({int(v): int(depth) for v in visitor_ids})
-        return super().candidates(visitor_ids, depth)
+        def spy(fallback, visitor_ids, depth, *args, _fill=fill):
+            asked.update({int(v): int(depth) for v in visitor_ids})
+            return _fill(fallback, visitor_ids, depth, *args)
 
-
-def test_a_visitors_fill_depth_follows_their_own_skips_not_the_batchs():
+        monkeypatch.setattr(base, name, spy)
     popular = np.arange(100, 140)
-    fb = _DepthSpy(
+    fb = Fallback(
         popular,
         pd.DataFrame({"category_id": 7, "item_id": popular[::-1][:25], "pos": np.arange(25)}),
         pd.DataFrame({"visitor_id": [1, 2], "category_id": [7, 7], "cat_rank": [0, 0]}),
     )
-    fb.asked = {}
     # Visitor 1 bought 7 items (n + 7 = 10 > 2n: depth 4n), 2 bought one (2n), 3 nothing (n).
     bought = pd.DataFrame({"visitor_id": [1] * 7 + [2], "item_id": [*popular[::-1][:7], 139]})
     visitors = np.array([1, 2, 3])
     recs = fill_lists(empty_lists(), visitors, 3, fb, bought, None)
-    assert fb.asked == {1: 12, 2: 6, 3: 3}
+    assert asked == {1: 12, 2: 6, 3: 3}
     # Each list is what that visitor gets alone, and what any deeper candidates give.
     for v in visitors:
         alone = fill_lists(empty_lists(), np.array([v]), 3, fb, bought, None)
@@ -242,6 +243,58 @@ def test_a_visitors_fill_depth_follows_their_own_skips_not_the_batchs():
     assert recs.loc[recs["visitor_id"] == 1, "item_id"].tolist() == [132, 131, 130]
     assert recs.loc[recs["visitor_id"] == 2, "item_id"].tolist() == [138, 137, 136]
     assert recs.loc[recs["visitor_id"] == 3, "item_id"].tolist() == [100, 101, 102]
+
+
+def test_fills_by_slot_position_equal_the_joined_candidates_on_random_fallbacks():
+    # The fast path (one slot per item) against the general one it stands in for.
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        items = np.arange(100, 160)
+        ranked = pd.DataFrame({"category_id": rng.integers(0, 6, 60), "item_id": items})
+        ranked = ranked.sample(frac=1, random_state=seed)
+        ranked["pos"] = ranked.groupby("category_id").cumcount()
+        visitors = np.arange(1, 30)
+        favourites = [
+            (v, c, r) for v in visitors for r, c in enumerate(rng.permutation(7)[: v % 4])
+        ]  # category 6 has no items; some visitors have no favourites
+        fb = Fallback(
+            rng.permutation(items)[: rng.integers(5, 60)],
+            ranked,
+            pd.DataFrame(favourites, columns=["visitor_id", "category_id", "cat_rank"]),
+        )
+        skip = pd.DataFrame(
+            {"visitor_id": rng.choice(visitors, 80), "item_id": rng.choice(items, 80)}
+        ).drop_duplicates()
+        counts = pd.Series(rng.integers(0, 5, len(visitors)), index=visitors)
+        assert base._has_one_slot_per_item(fb)
+        for depth, n in ((8, 8), (16, 8)):
+            general = base._fill_rows(fb, visitors, depth, n, skip, counts)
+            fast = base._fill_rows_by_position(fb, visitors, depth, n, skip, counts)
+            assert len(fast) > 0
+            pd.testing.assert_frame_equal(
+                sort_lists(fast, "visitor_id"), sort_lists(general, "visitor_id")
+            )
+
+
+def test_an_item_in_two_categories_or_a_category_named_twice_is_listed_once():
+    # Not one slot per item: the general path, which drops the repeat.
+    fb = Fallback(
+        np.array([1, 2, 3]),
+        pd.DataFrame({"category_id": [7, 8, 8], "item_id": [4, 4, 5], "pos": [0, 0, 1]}),
+        pd.DataFrame({"visitor_id": [5, 5], "category_id": [7, 8], "cat_rank": [0, 1]}),
+    )
+    assert not base._has_one_slot_per_item(fb)
+    recs = fill_lists(empty_lists(), np.array([5]), 4, fb, None, None)
+    assert recs["item_id"].tolist() == [4, 5, 1, 2]
+    # A category named twice for one visitor: its items once, at the better rank.
+    fb = Fallback(
+        np.array([1, 2, 3]),
+        pd.DataFrame({"category_id": [7, 7, 8], "item_id": [4, 5, 6], "pos": [0, 1, 0]}),
+        pd.DataFrame({"visitor_id": [5, 5, 5], "category_id": [7, 8, 7], "cat_rank": [0, 1, 2]}),
+    )
+    assert base._has_one_slot_per_item(fb)
+    recs = fill_lists(empty_lists(), np.array([5]), 5, fb, None, None)
+    assert recs["item_id"].tolist() == [4, 5, 6, 1, 2]
 
 
 def test_a_recommender_for_some_visitors_keeps_their_lists_and_only_their_factors(als):
