@@ -450,6 +450,48 @@ def quality_table(evaluation: dict) -> dict[str, dict]:
     }
 
 
+# docs/benchmarks.md's table of a night: (label, step) in the night's order.
+NIGHT_ROWS = (
+    ("Spark Connect server start", "spark_server"),
+    ("ingest (the day)", "ingest_day"),
+    ("clean", "clean"),
+    ("validate", "validate"),
+    ("split", "split"),
+    ("train, a search night", "train"),
+    ("train, a night between searches", "train_reuse"),
+    ("evaluate", "evaluate"),
+    ("gate", "gate"),
+    ("export", "export"),
+    ("summarize", "summarize"),
+    ("monitor", "monitor"),
+)
+
+
+def night_table(stages: dict) -> str:
+    """The night stage by stage, both kinds of night and the bare script, as docs show it."""
+
+    def peak(mb: float) -> str:
+        return f"{mb / 1000:.2f} GB"
+
+    rows = ["| part | wall | peak memory |", "|---|---:|---:|"]
+    for label, step in NIGHT_ROWS:
+        if step in stages:
+            figure = stages[step]
+            rows.append(f"| {label} | {figure['seconds']:.1f} s | {peak(figure['peak_rss_mb'])} |")
+    night = stages.get("nightly")
+    if night and night.get("bare_seconds"):
+        rows += [
+            f"| **a night between searches** | **{night['other_nights_seconds']:.1f} s** | |",
+            f"| **a search night** | **{night['seconds']:.1f} s** | {peak(night['peak_rss_mb'])} |",
+            f"| bare script (`jobs/tools/bare_night.py`) | {night['bare_seconds']:.1f} s | "
+            f"{peak(stages['bare_night']['peak_rss_mb'])} |",
+            f"| **night / bare**: between searches, search night | "
+            f"**{night['other_nights_vs_bare']:.2f}x**, "
+            f"**{night['search_night_vs_bare']:.2f}x** | |",
+        ]
+    return "\n".join(rows)
+
+
 def render(result: dict) -> str:
     rows = [
         "| stage | wall | CPU | peak RSS | rows | rows/s |",
@@ -502,6 +544,8 @@ def render(result: dict) -> str:
             f"{export['pipeline_users_per_s']:,} vs {export['bare_users_per_s']:,} visitors/s, "
             f"**ratio {export['throughput_ratio']}** (goal >= 0.8).",
         ]
+    if nightly:
+        rows += ["", night_table(result["stages"])]
     if quality:
         rows += ["", "| model | " + " | ".join(QUALITY_METRICS) + " |"]
         rows.append("|---|" + "---:|" * len(QUALITY_METRICS))

@@ -201,3 +201,31 @@ def test_the_real_export_table_names_what_was_published_and_its_share_of_the_bes
     assert knn["published_ndcg_at_10"] == 0.25 and knn["best_baseline"] == "item_knn"
     gated = model_table(evaluation, {"promote": False, "published_family": None})
     assert gated["published"] is None and gated["published_vs_best_baseline"] is None
+
+
+def test_the_night_table_lists_the_stages_in_order_then_both_nights_against_bare():
+    figure = {"seconds": 10.0, "cpu_seconds": 10.0, "peak_rss_mb": 1500.0}
+    stages = {step: dict(figure) for step in ("clean", "train", "train_reuse", "export")}
+    stages["bare_night"] = dict(figure)
+    stages["nightly"] = {
+        "seconds": 30.0,
+        "other_nights_seconds": 30.0,
+        "bare_seconds": 10.0,
+        "search_night_vs_bare": 3.0,
+        "other_nights_vs_bare": 3.0,
+        "peak_rss_mb": 1500.0,
+    }
+
+    rows = bench.night_table(stages).splitlines()[2:]
+
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| clean",
+        "| train, a search night",
+        "| train, a night between searches",
+        "| export",
+        "| **a night between searches**",
+        "| **a search night**",
+        "| bare script (`jobs/tools/bare_night.py`)",
+        "| **night / bare**: between searches, search night",
+    ]
+    assert rows[-1].endswith("| **3.00x**, **3.00x** | |")
