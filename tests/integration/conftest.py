@@ -1,5 +1,5 @@
-"""A Spark standalone cluster (master + one worker on 127.0.0.1) per module, the jobs zip, and a
-Spark Connect server per module."""
+"""A Spark standalone cluster (master + one worker on 127.0.0.1) per module, the jobs zip, a
+Spark Connect server per module, and config overlays for runs of the stages."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def spark_connect(tmp_path_factory):
         yield server
     finally:
         server.stop()  # raises ConnectServerError if the server's JVM survives
+
+
+@pytest.fixture()
+def write_overlay(tmp_path):
+    """write_overlay(run): the path of a config overlay for one run of the stages: the shared
+    raw and landing folders in tmp_path, the run's own lake, reports and MLflow store."""
+
+    def write(run: str) -> Path:
+        root = tmp_path / run
+        path = tmp_path / f"{run}.yaml"
+        path.write_text(f"""
+extends: {PROJECT / "configs" / "test.yaml"}
+paths:
+  lake: {root / "lake"}
+  raw: {tmp_path / "raw"}
+  landing: {tmp_path / "landing"}
+  reports: {root / "reports"}
+mlflow:
+  tracking_uri: sqlite:///{root / "mlflow.db"}
+  artifact_root: {root / "artifacts"}
+""")
+        return path
+
+    return write

@@ -63,24 +63,6 @@ def _snapshot(lake: Path) -> dict[str, object]:
     return state
 
 
-def _write_overlay(tmp_path: Path, run: str) -> Path:
-    """A config overlay: the shared landing folder, this run's own lake and reports."""
-    root = tmp_path / run
-    path = tmp_path / f"{run}.yaml"
-    path.write_text(f"""
-extends: {PROJECT / "configs" / "test.yaml"}
-paths:
-  lake: {root / "lake"}
-  raw: {tmp_path / "raw"}
-  landing: {tmp_path / "landing"}
-  reports: {root / "reports"}
-mlflow:
-  tracking_uri: sqlite:///{root / "mlflow.db"}
-  artifact_root: {root / "artifacts"}
-""")
-    return path
-
-
 def _spark_submit(master: str, application: Path, args: list[str], py_files: Path):
     """spark-submit as the DAG's SparkSubmitOperator runs it; fails the test with the log tail."""
     from jobs.tools.cluster import daemon_env
@@ -157,14 +139,14 @@ def test_executors_import_the_jobs_package_from_the_shipped_zip(spark_cluster, j
 
 
 def test_the_spark_stages_rerun_identically_and_give_the_same_results_on_the_cluster(
-    spark_cluster, jobs_zip, tmp_path
+    spark_cluster, jobs_zip, tmp_path, write_overlay
 ):
     from jobs.shop import generate
     from jobs.shop.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", "0.003", "--seed", "42"]) == 0
     land(tmp_path / "raw", tmp_path / "landing" / "retailrocket", DAY)
-    config = _write_overlay(tmp_path, "cluster")
+    config = write_overlay("cluster")
     cluster = tmp_path / "cluster"
 
     _run_stages(spark_cluster.master_url, config, jobs_zip)

@@ -29,24 +29,6 @@ HISTORY = DAY - timedelta(days=1)
 STAGES = [("ingest", HISTORY), ("ingest", DAY), ("clean", DAY), ("validate", DAY), ("split", DAY)]
 
 
-def _write_overlay(tmp_path: Path, run: str) -> Path:
-    """A config overlay: the shared landing folder, this run's own lake and reports."""
-    root = tmp_path / run
-    path = tmp_path / f"{run}.yaml"
-    path.write_text(f"""
-extends: {PROJECT / "configs" / "test.yaml"}
-paths:
-  lake: {root / "lake"}
-  raw: {tmp_path / "raw"}
-  landing: {tmp_path / "landing"}
-  reports: {root / "reports"}
-mlflow:
-  tracking_uri: sqlite:///{root / "mlflow.db"}
-  artifact_root: {root / "artifacts"}
-""")
-    return path
-
-
 def _snapshot(root: Path) -> dict[str, object]:
     """Every partition's rows, its lineage and every stage report, with the run's folder as
     <run>. The lineage's config fingerprint is left out: it covers the paths, which differ."""
@@ -67,7 +49,7 @@ def _snapshot(root: Path) -> dict[str, object]:
 
 
 def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_write(
-    spark_connect, spark, tmp_path
+    spark_connect, spark, tmp_path, write_overlay
 ):
     from jobs import clean, ingest, split, validate
     from jobs.infra.config import load_config
@@ -79,7 +61,7 @@ def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_writ
 
     # No Java here: a stage that started a session of its own instead of attaching would fail.
     env = {**os.environ, **spark_connect.client_env(), "JAVA_HOME": str(tmp_path / "no-java")}
-    on_server = _write_overlay(tmp_path, "connect")
+    on_server = write_overlay("connect")
     for stage, run_date in STAGES:
         command = [sys.executable, "-m", f"jobs.{stage}", "--run-date", run_date.isoformat()]
         done = subprocess.run(
@@ -95,7 +77,7 @@ def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_writ
         # The server runs the same config: no setting of it differs from the stage's.
         assert "on the Connect server" not in done.stdout, done.stdout[-2000:]
 
-    own = load_config(_write_overlay(tmp_path, "local"), environ={})
+    own = load_config(write_overlay("local"), environ={})
     modules = {"ingest": ingest, "clean": clean, "validate": validate, "split": split}
     for stage, run_date in STAGES:
         modules[stage].run(own, run_date, spark)
