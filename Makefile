@@ -23,7 +23,7 @@ help:  ## list the targets
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(if $(findstring .tools,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --python $(PYTHON) --reinstall-package pyspark  # its files, whole (pyproject)
 	@touch $@
 
 .PHONY: install
