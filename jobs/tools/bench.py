@@ -92,7 +92,7 @@ def measured(
     cpu: dict[int, float] = {}
     peak_rss = 0
     service = group_usage(beside) if beside else {}
-    service_cpu = sum(seconds for seconds, _ in service.values())
+    service_cpu_before = sum(seconds for seconds, _ in service.values())
     proc = start_group(cmd, env, PROJECT, log)
     deadline, waited = None, None
     while True:
@@ -114,7 +114,7 @@ def measured(
     seconds = time.perf_counter() - started
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
-    service_cpu = sum(seconds for seconds, _ in service.values()) - service_cpu
+    service_cpu = sum(seconds for seconds, _ in service.values()) - service_cpu_before
     own_cpu = max(sum(cpu.values()), waited.ru_utime + waited.ru_stime)
     return {
         "seconds": round(seconds, 1),
