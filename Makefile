@@ -23,7 +23,10 @@ help:  ## list the targets
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(if $(findstring .tools,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen --python $(PYTHON) --reinstall-package pyspark  # its files, whole (pyproject)
+	# pyspark reinstalled whole (pyproject); bytecode compiled once here, as in docker/Dockerfile,
+	# so that every stage and test process skips compiling Airflow, GX and MLflow on import
+	# (nothing is written back where PYTHONDONTWRITEBYTECODE is set).
+	$(UV) sync --frozen --python $(PYTHON) --reinstall-package pyspark --compile-bytecode
 	@touch $@
 
 .PHONY: install
