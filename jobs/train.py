@@ -197,6 +197,7 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
                     "validation_ndcg": round(t.best_score, 6),
                     "best_iterations": t.best_iterations,
                     "seconds": t.seconds,
+                    "fit_visitors": t.fit_visitors,
                 }
                 for t in trials
             ],
@@ -289,7 +290,7 @@ def _log_trial(trial: TrialResult) -> None:
     params = trial.params
     log.info(
         "tuning trial %d: factors %d, regularization %g, alpha %g, weights %s -> validation "
-        "NDCG %.4f at %d iterations%s (%.1fs)",
+        "NDCG %.4f at %d iterations%s (%.1fs, fitted on %d visitors)",
         trial.number,
         params.factors,
         params.regularization,
@@ -299,6 +300,7 @@ def _log_trial(trial: TrialResult) -> None:
         trial.best_iterations,
         ", stopped early" if trial.stopped_early else "",
         trial.seconds,
+        trial.fit_visitors,
     )
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
         mlflow.set_tag("stage", "tuning")
@@ -318,6 +320,7 @@ def _log_trial(trial: TrialResult) -> None:
                 "best_validation_ndcg": trial.best_score,
                 "best_iterations": trial.best_iterations,
                 "trial_seconds": trial.seconds,
+                "fit_visitors": trial.fit_visitors,
                 "stopped_early": float(trial.stopped_early),
             }
         )

@@ -503,6 +503,9 @@ class TuneConfig(_Section):
     k: int = Field(10, gt=0)
     # Validation visitors scored per evaluation (an evenly spaced sample; 0 = all).
     max_validation_visitors: int = Field(5000, ge=0)
+    # Trials fit on at most this many visitors: the validation visitors scored and a seeded
+    # sample of the others (0 = all). The winner is refitted on every visitor.
+    max_fit_visitors: int = Field(0, ge=0)
     # Search at most once in this many logical days: a night within `every_days` of the last
     # search (same config fingerprint, train report in the lake) refits that search's
     # parameters. 1: search every night (a rerun of a date still reuses that date's search).

@@ -51,6 +51,7 @@ class TrialResult:
     curve: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    fit_visitors: int = 0
 
 
 def sample_trials(base: TrainConfig, tune: TuneConfig) -> list[TrainConfig]:
@@ -131,6 +132,23 @@ def validation_sample(
     return truth[[VISITOR_ID, ITEM_ID]].drop_duplicates().reset_index(drop=True)
 
 
+def fit_sample(
+    fit_events: pd.DataFrame, truth: pd.DataFrame, max_visitors: int, seed: int
+) -> pd.DataFrame:
+    """The rows of `fit_events` the trials fit on: every visitor of `truth` (they are scored, so
+    need factors) and a seeded sample of the others, `max_visitors` in all; all rows when
+    `max_visitors` is 0 or not fewer than the visitors there are."""
+    ids = np.unique(fit_events[VISITOR_ID].to_numpy())
+    if not max_visitors or len(ids) <= max_visitors:
+        return fit_events
+    scored = np.unique(truth[VISITOR_ID].to_numpy())
+    others = np.setdiff1d(ids, scored, assume_unique=True)
+    drawn = np.random.default_rng(seed).choice(
+        others, max(max_visitors - len(scored), 0), replace=False
+    )
+    return fit_events[fit_events[VISITOR_ID].isin(np.union1d(scored, drawn))]
+
+
 # Fewer warm validation visitors than this make a search's winner mostly noise.
 MIN_VALIDATION_VISITORS = 500
 
@@ -207,6 +225,7 @@ def run_trial(
     result = TrialResult(number=number, params=params)
     interactions = interactions_for(fit_events, params, as_of)
     data = confidence_matrix(interactions, params)
+    result.fit_visitors = len(data.visitor_ids)
     visitors = truth[VISITOR_ID].unique()
     metric = f"ndcg_at_{tune.k}"
     model = make_als(params)
@@ -258,6 +277,9 @@ def search(
     trials = sample_trials(base, tune)
     if len(trials) < 2 or truth.empty:
         return base, []
+    # The trials rank parameters; a sample of visitors ranks them alike at a fraction of the
+    # fit (docs/models.md), and the winner is refitted on every visitor.
+    fit_events = fit_sample(fit_events, truth, tune.max_fit_visitors, tune.seed)
     exclude = fit_events.loc[fit_events[EVENT_TYPE].isin(exclude_types), [VISITOR_ID, ITEM_ID]]
     as_of = validation_cutoff
     started, results = time.perf_counter(), []

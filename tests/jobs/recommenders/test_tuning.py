@@ -2,7 +2,13 @@ import pandas as pd
 import pytest
 
 from jobs.infra.config import TrainConfig, TuneConfig, TuneSpace
-from jobs.recommenders.tuning import sample_trials, search, tuning_note, validation_sample
+from jobs.recommenders.tuning import (
+    fit_sample,
+    sample_trials,
+    search,
+    tuning_note,
+    validation_sample,
+)
 
 BASE = TrainConfig(
     factors=2,
@@ -62,6 +68,30 @@ def test_validation_sample_keeps_warm_visitors_only_evenly_spaced():
     assert sorted(truth.visitor_id) == list(range(20))
     sample = validation_sample(fit, validation, max_visitors=3)
     assert list(sample.visitor_id) == [0, 9, 19]
+
+
+def test_trials_fit_on_the_scored_visitors_plus_a_seeded_sample_of_the_others():
+    events = _two_tastes()
+    fit, validation = events[events.event_ts < CUTOFF], events[events.event_ts >= CUTOFF]
+    truth = validation_sample(fit, validation, max_visitors=3)  # visitors 0, 9, 19
+    sample = fit_sample(fit, truth, max_visitors=8, seed=42)
+    kept = set(sample.visitor_id)
+    assert len(kept) == 8 and {0, 9, 19} <= kept
+    # A kept visitor keeps every row.
+    assert len(sample) == 8 * 4
+    assert sample.equals(fit[fit.visitor_id.isin(kept)])
+    assert sample.equals(fit_sample(fit, truth, max_visitors=8, seed=42))
+    assert set(fit_sample(fit, truth, max_visitors=8, seed=7).visitor_id) != kept
+    for everyone in (0, 20, 50):
+        assert fit_sample(fit, truth, max_visitors=everyone, seed=42) is fit
+
+
+def test_a_search_on_a_visitor_sample_says_how_many_each_trial_fitted_on():
+    tune = _tune(max_fit_visitors=12, max_validation_visitors=5)
+    _, sampled = search(_two_tastes(), CUTOFF, BASE, tune, ("purchase",))
+    _, whole = search(_two_tastes(), CUTOFF, BASE, _tune(), ("purchase",))
+    assert [r.fit_visitors for r in sampled] == [12, 12, 12]
+    assert [r.fit_visitors for r in whole] == [20, 20, 20]
 
 
 def test_search_scores_every_trial_on_validation_and_returns_the_best_with_its_iterations():
