@@ -6,7 +6,7 @@ Prints each trial's validation NDCG and seconds both ways, and whether both pick
 winner; --out keeps the figures as JSON. Nothing is logged to MLflow and the lake is only read.
 
     python -m jobs.tools.tuning_sample --run-date 2015-09-18 --config configs/local.yaml \
-        --out docs/benchmarks/tuning-sample-scale1.json
+        --lake .local/bench/scale-1/lake --out docs/benchmarks/tuning-sample-scale1.json
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
 from jobs.recommenders.tuning import search
 
 
-def compared(cfg, run_date) -> dict:
-    """Each trial's validation NDCG and seconds fitted on every visitor and on the sample."""
-    lake = Lake(cfg.paths.lake)
+def compared(cfg, run_date, lake_root: Path | None = None) -> dict:
+    """Each trial's validation NDCG and seconds fitted on every visitor and on the sample, on
+    the lake at `lake_root` (default: the config's)."""
+    lake = Lake(lake_root or cfg.paths.lake)
     split = lake.read_stage_report(run_date, "split")
     columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
     events = read_partition(lake, "splits", "train", run_date, columns, producer="split")
@@ -80,10 +81,12 @@ def table(figures: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_stage_args(
-        argv, __doc__, lambda p: p.add_argument("--out", type=Path, help="JSON file")
-    )
-    figures = compared(args.cfg, args.run_date)
+    def add_arguments(parser):
+        parser.add_argument("--out", type=Path, help="JSON file for the figures")
+        parser.add_argument("--lake", type=Path, help="lake root (default: the config's)")
+
+    args = parse_stage_args(argv, __doc__, add_arguments)
+    figures = compared(args.cfg, args.run_date, args.extras["lake"])
     if args.extras["out"]:
         args.extras["out"].write_text(json.dumps(figures, indent=2) + "\n")
     print(table(figures))

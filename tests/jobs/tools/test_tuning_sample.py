@@ -59,9 +59,10 @@ def test_both_searches_run_every_trial_the_sample_on_fewer_visitors(tmp_path):
 
 
 def test_main_writes_the_figures_and_prints_the_table(tmp_path, capsys):
-    _lake(tmp_path / "lake")
+    _lake(tmp_path / "elsewhere")
     out = tmp_path / "figures.json"
     argv = ["--run-date", RUN_DATE.isoformat(), "--config", str(_config(tmp_path))]
+    argv += ["--lake", str(tmp_path / "elsewhere")]
 
     assert main([*argv, "--out", str(out)]) == 0
 
