@@ -27,10 +27,18 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.tools.processes import HOST, free_port, group_members, start_group, stop_group
+from jobs.tools.processes import (
+    HOST,
+    free_port,
+    group_members,
+    load_state,
+    save_state,
+    start_group,
+    stop_group,
+)
 
 STATE_FILE = "cluster.json"
 DEFAULT_WORKDIR = Path(".local/spark-cluster")
@@ -67,18 +75,14 @@ class Cluster:
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
 
     def save(self) -> Path:
-        path = self.workdir / STATE_FILE
-        state = {**asdict(self), "workdir": str(self.workdir)}
-        path.write_text(json.dumps(state, indent=2) + "\n")
-        return path
+        return save_state(self, self.workdir / STATE_FILE)
 
     @classmethod
     def load(cls, workdir: Path) -> Cluster:
         path = Path(workdir) / STATE_FILE
         if not path.is_file():
             raise ClusterError(f"no cluster state at {path}: is a cluster up in {workdir}?")
-        state = json.loads(path.read_text())
-        return cls(**{**state, "workdir": Path(state["workdir"])})
+        return load_state(cls, path)
 
 
 def start(

@@ -7,10 +7,12 @@ stopping the group ends everything it spawned (executors, LocalExecutor workers,
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -106,3 +108,17 @@ def reap(pid: int) -> None:
     """Collect `pid` if it is our own exited child (else init does, and this is a no-op)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def save_state(service, path: Path) -> Path:
+    """A service's dataclass (with a `workdir` Path) as JSON at `path`: `stop` may run in
+    another process than `start`, and finds it with `load_state`."""
+    state = {**asdict(service), "workdir": str(service.workdir)}
+    path.write_text(json.dumps(state, indent=2) + "\n")
+    return path
+
+
+def load_state(cls, path: Path):
+    """The `cls` instance `save_state` wrote at `path`."""
+    state = json.loads(path.read_text())
+    return cls(**{**state, "workdir": Path(state["workdir"])})

@@ -26,14 +26,22 @@ import secrets
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from jobs.infra.config import SparkConfig, load_config
 from jobs.infra.spark import session_conf
 from jobs.tools.cluster import daemon_env, spark_home
-from jobs.tools.processes import HOST, group_members, group_rss_mb, start_group, stop_group
+from jobs.tools.processes import (
+    HOST,
+    group_members,
+    group_rss_mb,
+    load_state,
+    save_state,
+    start_group,
+    stop_group,
+)
 
 DEFAULT_URL = "sc://localhost:15002"  # Spark Connect's own default port
 DEFAULT_WORKDIR = Path(".local/spark-connect")
@@ -70,17 +78,14 @@ class ConnectServer:
             (self.workdir / name).unlink(missing_ok=True)
 
     def save(self) -> Path:
-        path = self.workdir / STATE_FILE
-        path.write_text(json.dumps({**asdict(self), "workdir": str(self.workdir)}, indent=2) + "\n")
-        return path
+        return save_state(self, self.workdir / STATE_FILE)
 
     @classmethod
     def load(cls, workdir: Path) -> ConnectServer:
         path = Path(workdir) / STATE_FILE
         if not path.is_file():
             raise ConnectServerError(f"no server state at {path}: is a server up in {workdir}?")
-        state = json.loads(path.read_text())
-        return cls(**{**state, "workdir": Path(state["workdir"])})
+        return load_state(cls, path)
 
 
 def local_port(url: str) -> int:

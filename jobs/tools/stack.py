@@ -54,8 +54,8 @@ class StackError(RuntimeError):
 
 
 def connect_url(cfg: Config) -> str:
-    """Where the stack's Spark Connect server listens: the config's spark.remote, if it names
-    one on this machine, else sc://localhost:CONNECT_PORT."""
+    """Where the stack's Spark Connect server listens: the config's spark.remote (which must be
+    sc://localhost:PORT, local_port), else sc://localhost:CONNECT_PORT."""
     return cfg.spark.remote or f"sc://localhost:{CONNECT_PORT}"
 
 
@@ -171,6 +171,13 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
     if PIDS.exists() and any(group_members(pid) for pid in json.loads(PIDS.read_text()).values()):
         raise StackError(f"the stack is already running ({PIDS}); `make down` first")
     cfg = load_config(config_path)
+    connect_port = local_port(connect_url(cfg))
+    # A server already there would pass the readiness check below and refuse the stack's token.
+    if answers(connect_port):
+        raise StackError(
+            f"port {connect_port} is in use: stop what listens there (another Spark Connect "
+            "server?) or set spark.remote to a free sc://localhost:PORT"
+        )
     local = cfg.paths.lake.parent
     logs = local / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -199,7 +206,7 @@ def up(config_path: Path, scale: float, seed: int, last_day: date, days: int) ->
             PIDS.write_text(json.dumps(pids, indent=2))
         s3_log = logs / "stack-s3.log"
         _wait("S3 endpoint", lambda: "up, bucket" in s3_log.read_text(), procs["s3"], s3_log, 60)
-        connect_log, connect_port = logs / "stack-spark-connect.log", local_port(connect_url(cfg))
+        connect_log = logs / "stack-spark-connect.log"
         ready = lambda: answers(connect_port)  # noqa: E731
         _wait("Spark Connect", ready, procs["spark-connect"], connect_log, 120)
         mlflow_log = logs / "stack-mlflow.log"

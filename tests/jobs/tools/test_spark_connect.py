@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import stat
+from datetime import date
 
 import pytest
 
@@ -76,3 +78,22 @@ def test_a_second_start_in_one_workdir_is_refused(tmp_path):
     (tmp_path / "server.json").write_text("{}")
     with pytest.raises(ConnectServerError, match="a server is up"):
         start(SPARK, "sc://localhost:15002", tmp_path)
+
+
+def test_the_stack_refuses_a_connect_port_something_already_listens_on(
+    tmp_path, write_overlay, monkeypatch
+):
+    from jobs.tools import stack
+
+    monkeypatch.setattr(stack, "PIDS", tmp_path / "stack" / "pids.json")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        extra = f"spark:\n  remote: sc://localhost:{port}\n"
+        config = write_overlay("http://127.0.0.1:9", "recs", extra=extra)
+
+        with pytest.raises(stack.StackError, match=f"port {port} is in use"):
+            stack.up(config, scale=0.01, seed=42, last_day=date(2015, 9, 18), days=1)
+
+    assert not (tmp_path / "landing").exists()  # refused before preparing anything
