@@ -102,13 +102,9 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
 
     lake = Lake(cfg.paths.lake)
     require_validated(lake, run_date)
-    split = lake.read_stage_report(run_date, "split")
+    events, split = training_split(lake, run_date)
     cutoff = pd.Timestamp(split["cutoff"])
     train_path = lake.partition("splits", "train", run_date)
-    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
-    events = read_partition(lake, "splits", "train", run_date, columns, producer="split")
-    if events.empty:
-        raise EmptyTrainingSetError(f"no training events in {train_path}")
 
     init_tracking(cfg)
     client = mlflow.MlflowClient()
@@ -205,6 +201,18 @@ def run(cfg: Config, run_date: date, retune: bool = False) -> dict:
     lake.write_stage_report(run_date, "train", report)
     log.info("train %s: %s", run_date, json.dumps(report, default=str))
     return report
+
+
+def training_split(lake: Lake, run_date: date) -> tuple[pd.DataFrame, dict]:
+    """The events train fits on (visitor, item, type, time) and the split's report; an
+    EmptyTrainingSetError naming the partition when it holds none."""
+    split = lake.read_stage_report(run_date, "split")
+    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
+    events = read_partition(lake, "splits", "train", run_date, columns, producer="split")
+    if events.empty:
+        path = lake.partition("splits", "train", run_date)
+        raise EmptyTrainingSetError(f"no training events in {path}")
+    return events, split
 
 
 def _tuned_params(

@@ -17,18 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.infra.cli import parse_stage_args
-from jobs.infra.paths import Lake, read_partition
-from jobs.infra.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, VISITOR_ID
+from jobs.infra.paths import Lake
 from jobs.recommenders.tuning import search
+from jobs.train import training_split
 
 
 def compared(cfg, run_date, lake_root: Path | None = None) -> dict:
     """Each trial's validation NDCG and seconds fitted on every visitor and on the sample, on
     the lake at `lake_root` (default: the config's)."""
-    lake = Lake(lake_root or cfg.paths.lake)
-    split = lake.read_stage_report(run_date, "split")
-    columns = [VISITOR_ID, ITEM_ID, EVENT_TYPE, EVENT_TS]
-    events = read_partition(lake, "splits", "train", run_date, columns, producer="split")
+    events, split = training_split(Lake(lake_root or cfg.paths.lake), run_date)
     cutoff = pd.Timestamp(split["validation_cutoff"])
     runs = {}
     for name, visitors in (("every_visitor", 0), ("sample", cfg.tune.max_fit_visitors)):

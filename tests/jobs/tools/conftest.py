@@ -22,14 +22,27 @@ EVENTS = [
 ]
 
 
-@pytest.fixture()
-def split_lake(tmp_path: Path) -> Lake:
-    """A lake whose splits/train for RUN_DATE holds EVENTS, with the split report's cutoff."""
-    lake = Lake(tmp_path / "lake")
-    events = pd.DataFrame(EVENTS, columns=["visitor_id", "item_id", "event_type", "event_ts"])
-    events["event_ts"] = pd.to_datetime(events["event_ts"], utc=True)
+def write_train_split(root: Path, events: pd.DataFrame, report: dict) -> Lake:
+    """A lake at `root` whose splits/train for RUN_DATE holds `events` (complete, as split
+    leaves it), with `report` as the split's stage report."""
+    lake = Lake(root)
     partition = lake.partition("splits", "train", RUN_DATE)
     partition.mkdir(parents=True)
     events.to_parquet(partition / "part-0.parquet", index=False)
-    lake.write_stage_report(RUN_DATE, "split", {"cutoff": CUTOFF})
+    (partition / "_SUCCESS").touch()
+    lake.write_stage_report(RUN_DATE, "split", report)
     return lake
+
+
+@pytest.fixture()
+def train_split():
+    """write_train_split, for tests that need their own events in the lake."""
+    return write_train_split
+
+
+@pytest.fixture()
+def split_lake(tmp_path: Path) -> Lake:
+    """A lake whose splits/train for RUN_DATE holds EVENTS, with the split report's cutoff."""
+    events = pd.DataFrame(EVENTS, columns=["visitor_id", "item_id", "event_type", "event_ts"])
+    events["event_ts"] = pd.to_datetime(events["event_ts"], utc=True)
+    return write_train_split(tmp_path / "lake", events, {"cutoff": CUTOFF})

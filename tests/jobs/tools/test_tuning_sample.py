@@ -15,7 +15,7 @@ RUN_DATE = date(2015, 9, 18)
 VALIDATION_CUTOFF = pd.Timestamp("2015-09-10", tz="UTC")
 
 
-def _lake(root: Path) -> Lake:
+def _lake(root: Path, train_split) -> Lake:
     """30 visitors in two taste groups; each views four items of their group before the
     validation cutoff and a fifth one after it."""
     rows = []
@@ -24,15 +24,9 @@ def _lake(root: Path) -> Lake:
         start = pd.Timestamp("2015-09-01", tz="UTC") + pd.Timedelta(hours=v)
         rows += [(v, group + (v + j) % 6, "view", start + pd.Timedelta(hours=j)) for j in range(4)]
         rows.append((v, group + (v + 4) % 6, "view", VALIDATION_CUTOFF + pd.Timedelta(hours=v)))
-    lake = Lake(root)
-    partition = lake.partition("splits", "train", RUN_DATE)
-    partition.mkdir(parents=True)
     events = pd.DataFrame(rows, columns=["visitor_id", "item_id", "event_type", "event_ts"])
-    events.to_parquet(partition / "part-0.parquet", index=False)
-    (partition / "_SUCCESS").touch()
     report = {"cutoff": "2015-09-12T00:00:00+00:00", "validation_cutoff": str(VALIDATION_CUTOFF)}
-    lake.write_stage_report(RUN_DATE, "split", report)
-    return lake
+    return train_split(root, events, report)
 
 
 def _config(tmp_path: Path) -> Path:
@@ -45,8 +39,8 @@ def _config(tmp_path: Path) -> Path:
     return overlay
 
 
-def test_both_searches_run_every_trial_the_sample_on_fewer_visitors(tmp_path):
-    _lake(tmp_path / "lake")
+def test_both_searches_run_every_trial_the_sample_on_fewer_visitors(tmp_path, train_split):
+    _lake(tmp_path / "lake", train_split)
     figures = compared(load_config(_config(tmp_path)), RUN_DATE)
 
     assert figures["max_fit_visitors"] == 10
@@ -58,8 +52,8 @@ def test_both_searches_run_every_trial_the_sample_on_fewer_visitors(tmp_path):
     assert isinstance(figures["same_winner"], bool)
 
 
-def test_main_writes_the_figures_and_prints_the_table(tmp_path, capsys):
-    _lake(tmp_path / "elsewhere")
+def test_main_writes_the_figures_and_prints_the_table(tmp_path, capsys, train_split):
+    _lake(tmp_path / "elsewhere", train_split)
     out = tmp_path / "figures.json"
     argv = ["--run-date", RUN_DATE.isoformat(), "--config", str(_config(tmp_path))]
     argv += ["--lake", str(tmp_path / "elsewhere")]
