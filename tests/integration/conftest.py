@@ -47,8 +47,8 @@ def spark_connect(tmp_path_factory):
 
 
 @pytest.fixture()
-def write_overlay(tmp_path):
-    """write_overlay(run): the path of a config overlay for one run of the stages: the shared
+def run_overlay(tmp_path):
+    """run_overlay(run): the path of a config overlay for one run of the stages: the shared
     raw and landing folders in tmp_path, the run's own lake, reports and MLflow store."""
 
     def write(run: str) -> Path:

@@ -139,14 +139,14 @@ def test_executors_import_the_jobs_package_from_the_shipped_zip(spark_cluster, j
 
 
 def test_the_spark_stages_rerun_identically_and_give_the_same_results_on_the_cluster(
-    spark_cluster, jobs_zip, tmp_path, write_overlay
+    spark_cluster, jobs_zip, tmp_path, run_overlay
 ):
     from jobs.shop import generate
     from jobs.shop.land import land
 
     assert generate.main(["--out", str(tmp_path / "raw"), "--scale", "0.003", "--seed", "42"]) == 0
     land(tmp_path / "raw", tmp_path / "landing" / "retailrocket", DAY)
-    config = write_overlay("cluster")
+    config = run_overlay("cluster")
     cluster = tmp_path / "cluster"
 
     _run_stages(spark_cluster.master_url, config, jobs_zip)

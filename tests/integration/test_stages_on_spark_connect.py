@@ -49,7 +49,7 @@ def _snapshot(root: Path) -> dict[str, object]:
 
 
 def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_write(
-    spark_connect, spark, tmp_path, write_overlay
+    spark_connect, spark, tmp_path, run_overlay
 ):
     from jobs import clean, ingest, split, validate
     from jobs.infra.config import load_config
@@ -61,7 +61,7 @@ def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_writ
 
     # No Java here: a stage that started a session of its own instead of attaching would fail.
     env = {**os.environ, **spark_connect.client_env(), "JAVA_HOME": str(tmp_path / "no-java")}
-    on_server = write_overlay("connect")
+    on_server = run_overlay("connect")
     for stage, run_date in STAGES:
         command = [sys.executable, "-m", f"jobs.{stage}", "--run-date", run_date.isoformat()]
         done = subprocess.run(
@@ -77,7 +77,7 @@ def test_the_spark_stages_on_a_connect_server_write_what_their_own_sessions_writ
         # The server runs the same config: no setting of it differs from the stage's.
         assert "on the Connect server" not in done.stdout, done.stdout[-2000:]
 
-    own = load_config(write_overlay("local"), environ={})
+    own = load_config(run_overlay("local"), environ={})
     modules = {"ingest": ingest, "clean": clean, "validate": validate, "split": split}
     for stage, run_date in STAGES:
         modules[stage].run(own, run_date, spark)
