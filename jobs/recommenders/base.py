@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +64,37 @@ class Fallback:
         )
         return Fallback(popular, kept, self.visitor_categories)
 
+    @cached_property
+    def one_slot_per_item(self) -> bool:
+        """True when an item can stand at one place only in a visitor's candidates: popular items
+        unique, each item in one category (a visitor's category named twice counts once, at its
+        better rank). Catalog snapshots give one category per item, so build_fallback's
+        fallbacks always are. Cached: the export asks once per batch of the same fallback."""
+        if len(np.unique(self.popular)) != len(self.popular):
+            return False
+        if self.category_items is None or self.visitor_categories is None:
+            return True
+        return (
+            self.category_items[ITEM_ID].is_unique
+            and not self.category_items.duplicated([CATEGORY_ID, "pos"]).any()
+        )
+
+    @cached_property
+    def _sorted_visitors(self) -> np.ndarray | None:
+        keys = self.visitor_categories[VISITOR_ID].to_numpy()
+        return keys if np.all(keys[1:] >= keys[:-1]) else None
+
+    def categories_of(self, visitor_ids: np.ndarray) -> pd.DataFrame:
+        """visitor_categories' rows for `visitor_ids` (sorted). Where the frame is sorted by
+        visitor, as build_fallback's is, only the batch's range is searched: a batch then costs
+        the same whatever the number of visitors in the shop."""
+        frame, keys = self.visitor_categories, self._sorted_visitors
+        if keys is not None and len(visitor_ids):
+            lo = np.searchsorted(keys, visitor_ids[0], side="left")
+            hi = np.searchsorted(keys, visitor_ids[-1], side="right")
+            frame = frame.iloc[lo:hi]
+        return frame[frame[VISITOR_ID].isin(visitor_ids)]
+
     def candidates(self, visitor_ids: np.ndarray, depth: int) -> pd.DataFrame:
         """visitor_id, item_id, priority (lower first), score, source; `depth` items per list."""
         top = np.asarray(self.popular[:depth], dtype=np.int64)
@@ -78,7 +110,7 @@ class Fallback:
             )
         ]
         if self.category_items is not None and self.visitor_categories is not None:
-            mine = self.visitor_categories[self.visitor_categories[VISITOR_ID].isin(visitor_ids)]
+            mine = self.categories_of(np.sort(np.asarray(visitor_ids, dtype=np.int64)))
             items = self.category_items[self.category_items["pos"] < depth]
             by_category = mine.merge(items, on=CATEGORY_ID)
             parts.insert(
@@ -191,7 +223,7 @@ def fill_lists(
     # visitor skips, not with the batch's heaviest buyer.
     skipped = skip.groupby(VISITOR_ID).size().reindex(short, fill_value=0).to_numpy()
     tiers = np.ceil(np.log2((n + skipped) / n)).astype(np.int64)
-    fill_rows = _fill_rows_by_position if _has_one_slot_per_item(fallback) else _fill_rows
+    fill_rows = _fill_rows_by_position if fallback.one_slot_per_item else _fill_rows
     fill = [
         fill_rows(fallback, short[tiers == tier], n * 2**tier, n, skip, counts)
         for tier in np.unique(tiers)
@@ -202,21 +234,6 @@ def fill_lists(
     # sort_lists checks, and only sorts again if a model's ranks had gaps).
     order = np.argsort(lists[VISITOR_ID].to_numpy(), kind="stable")
     return sort_lists(lists.take(order), VISITOR_ID)
-
-
-def _has_one_slot_per_item(fallback: Fallback) -> bool:
-    """True when an item can stand at one place only in a visitor's candidates: popular items
-    unique, each item in one category (a visitor's category named twice counts once, at its
-    better rank). Catalog snapshots give one category per item, so build_fallback's fallbacks
-    always are."""
-    if len(np.unique(fallback.popular)) != len(fallback.popular):
-        return False
-    if fallback.category_items is None or fallback.visitor_categories is None:
-        return True
-    return (
-        fallback.category_items[ITEM_ID].is_unique
-        and not fallback.category_items.duplicated([CATEGORY_ID, "pos"]).any()
-    )
 
 
 # Candidate cells per block of visitors in _fill_rows_by_position (8 bytes each).
@@ -231,7 +248,7 @@ def _fill_rows_by_position(
     skip: pd.DataFrame,
     counts: pd.Series,
 ) -> pd.DataFrame:
-    """`_fill_rows` for a fallback where each item has one slot (_has_one_slot_per_item): each
+    """`_fill_rows` for a fallback where each item has one slot (`one_slot_per_item`): each
     visitor's candidates laid out in one row of slots, `depth` per favourite category in
     cat_rank order, then `depth` popular ones, so a skipped or repeated item is found by
     arithmetic on its category position and popularity rank instead of joins and sorts."""
@@ -250,8 +267,7 @@ def _fill_rows_by_position(
         order = np.argsort(items[ITEM_ID].to_numpy(dtype=np.int64))
         items_sorted = items[ITEM_ID].to_numpy(dtype=np.int64)[order]
         cat_of_item, pos_of_item = cat_row[order], pos[order]
-        mine = fallback.visitor_categories
-        mine = mine[mine[VISITOR_ID].isin(visitor_ids)].sort_values("cat_rank", kind="stable")
+        mine = fallback.categories_of(visitor_ids).sort_values("cat_rank", kind="stable")
         if mine.duplicated([VISITOR_ID, "cat_rank"]).any():
             # Two categories at one rank have no slot order of their own.
             return _fill_rows(fallback, visitor_ids, depth, n, skip, counts)

@@ -28,14 +28,16 @@ class RepeatRecommender(_SameForEveryone):
     name = family = "repeat"
 
     def __init__(self, history: pd.DataFrame, popular_items: np.ndarray):
-        self.history = (
-            history[[VISITOR_ID, ITEM_ID, INTERACTION_WEIGHT]]
-            .astype({VISITOR_ID: np.int64, ITEM_ID: np.int64, INTERACTION_WEIGHT: np.float64})
-            .sort_values([VISITOR_ID, INTERACTION_WEIGHT, ITEM_ID], ascending=[True, False, True])
-            .reset_index(drop=True)
+        history = history[[VISITOR_ID, ITEM_ID, INTERACTION_WEIGHT]].astype(
+            {VISITOR_ID: np.int64, ITEM_ID: np.int64, INTERACTION_WEIGHT: np.float64}
         )
+        if not _in_list_order(history):  # a saved history is; loading need not sort it again
+            history = history.sort_values(
+                [VISITOR_ID, INTERACTION_WEIGHT, ITEM_ID], ascending=[True, False, True]
+            )
+        self.history = history.reset_index(drop=True)
         self.popular_items = np.asarray(popular_items, dtype=np.int64)
-        self.visitor_ids = np.unique(self.history[VISITOR_ID].to_numpy())
+        self.visitor_ids = pd.unique(self.history[VISITOR_ID].to_numpy())  # sorted already
 
     @classmethod
     def from_events(
@@ -85,7 +87,15 @@ class RepeatRecommender(_SameForEveryone):
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         visitors = np.unique(np.asarray(visitor_ids, dtype=np.int64))
-        own = self.history[index_of(visitors, self.history[VISITOR_ID].to_numpy()) >= 0]
+        # Only the batch's range of the history (sorted by visitor) is searched, so a batch
+        # costs the same whatever the shop's size.
+        keys = self.history[VISITOR_ID].to_numpy()
+        lo, hi = 0, 0
+        if len(visitors):
+            lo = np.searchsorted(keys, visitors[0], side="left")
+            hi = np.searchsorted(keys, visitors[-1], side="right")
+        own = self.history.iloc[lo:hi]
+        own = own[index_of(visitors, own[VISITOR_ID].to_numpy()) >= 0]
         if unavailable is not None and len(unavailable):
             own = own[~own[ITEM_ID].isin(unavailable)]
         if exclude is not None and not exclude.empty:
@@ -106,3 +116,11 @@ class RepeatRecommender(_SameForEveryone):
         lists = lists[lists[RANK] <= n] if len(lists) else empty_lists()
         top_up = fallback or Fallback(self.popular_items)
         return fill_lists(lists, visitors, n, top_up, exclude, unavailable)
+
+
+def _in_list_order(history: pd.DataFrame) -> bool:
+    """True when `history` is by visitor, then weight (highest first), then item: in O(rows)."""
+    v, w, i = (history[c].to_numpy() for c in (VISITOR_ID, INTERACTION_WEIGHT, ITEM_ID))
+    same_v, same_w = v[1:] == v[:-1], w[1:] == w[:-1]
+    after = (v[1:] > v[:-1]) | (same_v & ((w[1:] < w[:-1]) | (same_w & (i[1:] > i[:-1]))))
+    return bool(after.all())

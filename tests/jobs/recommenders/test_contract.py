@@ -264,6 +264,19 @@ def test_given_fallback_only_tops_up_and_serves_unseen_visitors(case):
         assert not own["visitor_id"].eq(UNSEEN).any()
 
 
+def test_a_batch_of_visitors_gets_the_lists_it_gets_among_everyone(case):
+    # The export scores visitors in batches; a model may search only a batch's range.
+    for batch in ([1, 2], [4, 5, 6], [3, UNSEEN]):
+        recs = case.model.recommend(
+            np.array(batch), N, exclude=EXCLUDE, unavailable=UNAVAILABLE, fallback=FALLBACK
+        )
+        whole = case.model.recommend(
+            VISITORS, N, exclude=EXCLUDE, unavailable=UNAVAILABLE, fallback=FALLBACK
+        )
+        expected = whole[whole["visitor_id"].isin(batch)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(recs.reset_index(drop=True), expected)
+
+
 SERVABLE = ["als", "popular", "recent_popular", "repeat", "item_knn", "ease"]
 
 

@@ -266,7 +266,7 @@ def test_fills_by_slot_position_equal_the_joined_candidates_on_random_fallbacks(
             {"visitor_id": rng.choice(visitors, 80), "item_id": rng.choice(items, 80)}
         ).drop_duplicates()
         counts = pd.Series(rng.integers(0, 5, len(visitors)), index=visitors)
-        assert base._has_one_slot_per_item(fb)
+        assert fb.one_slot_per_item
         for depth, n in ((8, 8), (16, 8)):
             general = base._fill_rows(fb, visitors, depth, n, skip, counts)
             fast = base._fill_rows_by_position(fb, visitors, depth, n, skip, counts)
@@ -276,6 +276,22 @@ def test_fills_by_slot_position_equal_the_joined_candidates_on_random_fallbacks(
             )
 
 
+def test_a_visitors_categories_are_found_in_a_frame_sorted_by_visitor_or_not():
+    favourites = pd.DataFrame(
+        {
+            "visitor_id": [1, 1, 3, 4, 4, 6],
+            "category_id": [7, 8, 7, 9, 7, 8],
+            "cat_rank": [0, 1, 0, 0, 1, 0],
+        }
+    )
+    shuffled = favourites.iloc[[5, 2, 0, 4, 1, 3]]
+    for frame in (favourites, shuffled):
+        fb = Fallback(np.array([1]), None, frame)
+        got = fb.categories_of(np.array([3, 4, 5]))
+        assert sorted(got.itertuples(index=False, name=None)) == [(3, 7, 0), (4, 7, 1), (4, 9, 0)]
+        assert fb.categories_of(np.array([2])).empty
+
+
 def test_an_item_in_two_categories_or_a_category_named_twice_is_listed_once():
     # Not one slot per item: the general path, which drops the repeat.
     fb = Fallback(
@@ -283,7 +299,7 @@ def test_an_item_in_two_categories_or_a_category_named_twice_is_listed_once():
         pd.DataFrame({"category_id": [7, 8, 8], "item_id": [4, 4, 5], "pos": [0, 0, 1]}),
         pd.DataFrame({"visitor_id": [5, 5], "category_id": [7, 8], "cat_rank": [0, 1]}),
     )
-    assert not base._has_one_slot_per_item(fb)
+    assert not fb.one_slot_per_item
     recs = fill_lists(empty_lists(), np.array([5]), 4, fb, None, None)
     assert recs["item_id"].tolist() == [4, 5, 1, 2]
     # A category named twice for one visitor: its items once, at the better rank.
@@ -292,7 +308,7 @@ def test_an_item_in_two_categories_or_a_category_named_twice_is_listed_once():
         pd.DataFrame({"category_id": [7, 7, 8], "item_id": [4, 5, 6], "pos": [0, 1, 0]}),
         pd.DataFrame({"visitor_id": [5, 5, 5], "category_id": [7, 8, 7], "cat_rank": [0, 1, 2]}),
     )
-    assert base._has_one_slot_per_item(fb)
+    assert fb.one_slot_per_item
     recs = fill_lists(empty_lists(), np.array([5]), 5, fb, None, None)
     assert recs["item_id"].tolist() == [4, 5, 6, 1, 2]
 
