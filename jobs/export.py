@@ -76,6 +76,7 @@ from jobs.recommenders.base import (
     Recommender,
     build_fallback,
     sort_lists,
+    visitor_range,
 )
 from jobs.recommenders.rerank import Reranker, sample_visitors
 
@@ -230,12 +231,10 @@ def write_recommendations(
     progress = Progress(log, "recommendations", len(visitors), "visitors")
     for part, start in enumerate(range(0, len(visitors), per_file)):
         batch = visitors[start : start + per_file]
-        lo = np.searchsorted(excluded_visitors, batch[0], side="left")
-        hi = np.searchsorted(excluded_visitors, batch[-1], side="right")
         recs = recommender.recommend(
             batch,
             n if reranker is None else reranker.candidates,
-            exclude=exclude.iloc[lo:hi],
+            exclude=exclude.iloc[visitor_range(excluded_visitors, batch)],
             unavailable=unavailable,
             fallback=fallback,
         )

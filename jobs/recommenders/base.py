@@ -89,10 +89,8 @@ class Fallback:
         visitor, as build_fallback's is, only the batch's range is searched: a batch then costs
         the same whatever the number of visitors in the shop."""
         frame, keys = self.visitor_categories, self._sorted_visitors
-        if keys is not None and len(visitor_ids):
-            lo = np.searchsorted(keys, visitor_ids[0], side="left")
-            hi = np.searchsorted(keys, visitor_ids[-1], side="right")
-            frame = frame.iloc[lo:hi]
+        if keys is not None:
+            frame = frame.iloc[visitor_range(keys, visitor_ids)]
         return frame[frame[VISITOR_ID].isin(visitor_ids)]
 
     def candidates(self, visitor_ids: np.ndarray, depth: int) -> pd.DataFrame:
@@ -363,6 +361,15 @@ def sort_lists(lists: pd.DataFrame, key: str) -> pd.DataFrame:
     if np.all((after > before) | ((after == before) & (ranks[1:] > ranks[:-1]))):
         return lists.reset_index(drop=True)
     return lists.sort_values([key, RANK]).reset_index(drop=True)
+
+
+def visitor_range(sorted_keys: np.ndarray, visitor_ids: np.ndarray) -> slice:
+    """The rows of `sorted_keys` from the first to the last of `visitor_ids` (sorted): a batch
+    searches only its own range, whatever the number of visitors in the shop."""
+    if len(visitor_ids) == 0:
+        return slice(0, 0)
+    lo = np.searchsorted(sorted_keys, visitor_ids[0], side="left")
+    return slice(lo, np.searchsorted(sorted_keys, visitor_ids[-1], side="right"))
 
 
 def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

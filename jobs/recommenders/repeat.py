@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 
 from jobs.infra.schemas import INTERACTION_WEIGHT, ITEM_ID, RANK, SCORE, SOURCE, VISITOR_ID
-from jobs.recommenders.base import Fallback, empty_lists, fill_lists, index_of, write_meta
+from jobs.recommenders.base import (
+    Fallback,
+    empty_lists,
+    fill_lists,
+    index_of,
+    visitor_range,
+    write_meta,
+)
 from jobs.recommenders.interactions import build_interactions, rank_by_popularity
 from jobs.recommenders.popularity import _SameForEveryone
 
@@ -87,14 +94,7 @@ class RepeatRecommender(_SameForEveryone):
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         visitors = np.unique(np.asarray(visitor_ids, dtype=np.int64))
-        # Only the batch's range of the history (sorted by visitor) is searched, so a batch
-        # costs the same whatever the shop's size.
-        keys = self.history[VISITOR_ID].to_numpy()
-        lo, hi = 0, 0
-        if len(visitors):
-            lo = np.searchsorted(keys, visitors[0], side="left")
-            hi = np.searchsorted(keys, visitors[-1], side="right")
-        own = self.history.iloc[lo:hi]
+        own = self.history.iloc[visitor_range(self.history[VISITOR_ID].to_numpy(), visitors)]
         own = own[index_of(visitors, own[VISITOR_ID].to_numpy()) >= 0]
         if unavailable is not None and len(unavailable):
             own = own[~own[ITEM_ID].isin(unavailable)]
